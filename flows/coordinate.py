@@ -1,0 +1,82 @@
+"""The `coordinate closing` flow: from a closing request to a plan with its first orders placed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from prefect import flow, get_run_logger, tags
+
+from flows.place import place_due_orders
+from flows.runs import as_of_or_now, closing_tag, coordinate_run_name
+from models.closing import ClosingRequest
+from models.summary import ClosingSummary, LineSummary
+from preclose import repository
+from preclose.notify import Milestone
+from preclose.runtime import db_session
+from tasks.artifacts import publish_closing
+from tasks.catalog import cached_fetch_offers
+from tasks.closings import store_closing
+from tasks.notifications import notify_milestone
+from tasks.planning import plan_and_store
+
+
+@flow(name="coordinate closing", flow_run_name=coordinate_run_name, log_prints=False)
+def coordinate_closing(closing: ClosingRequest, as_of: datetime | None = None) -> ClosingSummary:
+    """Store the closing, fetch what is offered at the address, plan, and place what is due now."""
+    now = as_of_or_now(as_of)
+    logger = get_run_logger()
+    with tags(closing_tag(closing.crm_closing_id)):
+        closing_id, created = store_closing(closing, now)
+        offers = cached_fetch_offers()(zip_code=closing.property.address.zip5)
+        plan = plan_and_store(closing_id, offers, now)
+        logger.info(
+            "Planned %d services for %s (%d at risk)",
+            len(plan.lines),
+            closing.crm_closing_id,
+            len(plan.at_risk),
+        )
+        services = [
+            f"{line.category.capitalize()} from "
+            f"{line.choice.provider_name or line.choice.offer_name}"
+            for line in plan.lines
+            if line.choice is not None
+        ]
+        if services:
+            notify_milestone(closing_id, Milestone.plan_ready, topic="plan", services=services)
+        placed = place_due_orders(crm_closing_id=closing.crm_closing_id, as_of=now)
+        publish_closing(closing_id, now)
+    return summarize(closing_id, created=created, orders=placed.orders, problems=plan.problems)
+
+
+def summarize(
+    closing_id: uuid.UUID, *, created: bool, orders: list[str], problems: list[str]
+) -> ClosingSummary:
+    """The summary of a stored closing: its lines as they stand now."""
+    with db_session() as session:
+        row = repository.get_closing(session=session, closing_id=closing_id)
+        assert row is not None
+        lines = repository.list_plan_lines(session=session, closing_id=closing_id)
+    pending = [line.placement_date for line in lines if line.state == "planned"]
+    return ClosingSummary(
+        closing_id=closing_id,
+        crm_closing_id=row.crm_closing_id,
+        created=created,
+        status=str(row.status),
+        problems=problems,
+        orders_placed=orders,
+        next_placement=min(pending) if pending else None,
+        lines=[
+            LineSummary(
+                category=line.category,
+                provider=line.provider_name,
+                offer=line.offer_name,
+                service_date=line.service_date,
+                placement_date=line.placement_date,
+                state=str(line.state),
+                at_risk=line.at_risk,
+                risk=line.risk_reason,
+            )
+            for line in lines
+        ],
+    )

@@ -1,0 +1,47 @@
+"""The `place due orders` flow: every plan line whose order date has come, one order per closing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow, get_run_logger
+
+from flows.runs import as_of_or_now, place_run_name
+from models.summary import PlacementSummary
+from preclose import repository
+from preclose.runtime import db_session
+from tasks.orders import place_order, prepare_placements
+
+
+@flow(name="place due orders", flow_run_name=place_run_name)
+def place_due_orders(
+    crm_closing_id: str | None = None, as_of: datetime | None = None
+) -> PlacementSummary:
+    """Place every due plan line (of one closing or all), a closing's due lines in one order."""
+    now = as_of_or_now(as_of)
+    closing_id = None
+    if crm_closing_id is not None:
+        with db_session() as session:
+            row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_closing_id)
+        if row is None:
+            raise ValueError(f"crm_closing_id: no closing {crm_closing_id!r} is known")
+        closing_id = row.id
+    placement_ids = prepare_placements(closing_id, now)
+    # One closing's refused order must not hold back the others: each is its own task run, and
+    # a failure stays visible there (and on the plan line) while the rest go out.
+    futures = [place_order.submit(pid) for pid in placement_ids]
+    outcomes = [future.result(raise_on_failure=False) for future in futures]
+    orders = [outcome for outcome in outcomes if isinstance(outcome, str)]
+    failed = sum(isinstance(outcome, BaseException) for outcome in outcomes)
+    if placement_ids:
+        get_run_logger().info(
+            "Placed %d of %d due orders (%d failed)", len(orders), len(placement_ids), failed
+        )
+    with db_session() as session:
+        lines = sum(
+            len(repository.list_placement_items(session=session, placement_id=pid))
+            for pid in placement_ids
+        )
+    return PlacementSummary(
+        placements=len(placement_ids), orders=orders, failed=failed, lines=lines
+    )

@@ -1,0 +1,50 @@
+"""Flow-run names and tags: which closing and which step, never personal data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect.runtime import flow_run
+
+
+def closing_tag(crm_closing_id: str) -> str:
+    """The tag every run about one closing carries."""
+    return f"closing:{crm_closing_id}"
+
+
+def as_of_or_now(as_of: datetime | None) -> datetime:
+    """The flow's notion of now: the given time (a simulation's clock) or the real one, in UTC."""
+    if as_of is None:
+        return datetime.now(UTC)
+    if as_of.tzinfo is None:
+        raise ValueError("as_of: give a timezone-aware time, e.g. 2026-12-01T09:00:00Z")
+    return as_of.astimezone(UTC)
+
+
+def _as_of_label() -> str:
+    as_of = flow_run.parameters.get("as_of")
+    if isinstance(as_of, datetime):
+        return f"{as_of:%Y-%m-%d %H:%M}"
+    if isinstance(as_of, str) and as_of:
+        return as_of[:16].replace("T", " ")
+    return "now"
+
+
+def coordinate_run_name() -> str:
+    """`coordinate CRM-123`."""
+    closing = flow_run.parameters.get("closing")
+    crm_id = getattr(closing, "crm_closing_id", None) or (
+        closing.get("crm_closing_id") if isinstance(closing, dict) else "?"
+    )
+    return f"coordinate {crm_id}"
+
+
+def place_run_name() -> str:
+    """`place due orders (all) as of 2026-12-01 09:00`."""
+    scope = flow_run.parameters.get("crm_closing_id") or "all closings"
+    return f"place due orders ({scope}) as of {_as_of_label()}"
+
+
+def sync_run_name() -> str:
+    """`sync orders as of 2026-12-01 09:00`."""
+    return f"sync orders as of {_as_of_label()}"

@@ -1,0 +1,1 @@
+"""preclose's Alembic migrations, shipped with the package and run by `preclose.db.migrate`."""

@@ -1,0 +1,40 @@
+"""Artifact tasks: a closing's plan table and timeline in the Prefect UI, and tracking progress."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+
+from preclose.reports import closing_report
+from preclose.runtime import db_session
+from preclose.timeline import timeline_markdown
+
+
+def artifact_key(prefix: str, crm_closing_id: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) for a closing's artifact."""
+    slug = re.sub(r"[^a-z0-9]+", "-", crm_closing_id.lower()).strip("-")
+    return f"{prefix}-{slug}"[:100]
+
+
+@task(name="publish closing", cache_policy=NONE)
+def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> None:
+    """Publish the closing's plan table and markdown timeline; the keys keep one history each."""
+    with db_session() as session:
+        report = closing_report(session=session, closing_id=closing_id, as_of=as_of)
+    create_table_artifact(
+        key=artifact_key("plan", report.crm_closing_id),
+        table=report.rows,
+        description=f"Home services plan for closing {report.crm_closing_id}",
+    )
+    create_markdown_artifact(
+        key=artifact_key("timeline", report.crm_closing_id),
+        markdown=timeline_markdown(
+            f"Closing {report.crm_closing_id}: timeline", report.timeline, report.chart
+        ),
+        description=f"Timeline of closing {report.crm_closing_id}",
+    )

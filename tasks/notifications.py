@@ -1,0 +1,72 @@
+"""The notification task: tell the buyer and the agent about a milestone, once."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from models.tables import Audience
+from preclose import repository
+from preclose.notify import Milestone, NotificationContext, compose, send
+from preclose.runtime import db_session
+from preclose.settings import get_settings
+from tasks.closings import load_closing
+
+logger = logging.getLogger(__name__)
+
+
+@task(name="notify", cache_policy=NONE)
+def notify_milestone(
+    closing_id: uuid.UUID,
+    milestone: Milestone,
+    *,
+    topic: str = "",
+    category: str | None = None,
+    provider: str | None = None,
+    services: list[str] | None = None,
+    scheduled_for: datetime | None = None,
+    account_number: str | None = None,
+) -> list[Audience]:
+    """Tell the agent, and the buyer if they agreed, unless this milestone was told already.
+
+    `topic` tells milestones of the same kind apart (e.g. the category), so each service's news
+    is told once however many runs see it.
+    """
+    closing = load_closing(closing_id)
+    context = NotificationContext.from_closing(
+        closing,
+        category=category,
+        provider=provider,
+        services=services,
+        scheduled_for=scheduled_for,
+        account_number=account_number,
+    )
+    audiences = [Audience.agent]
+    if closing.buyer.contact_consent:
+        audiences.insert(0, Audience.buyer)
+    settings = get_settings()
+    told: list[Audience] = []
+    for audience in audiences:
+        message = compose(milestone, context, audience=audience)
+        channel = closing.buyer.preferred_channel if audience is Audience.buyer else None
+        with db_session() as session:
+            claim = repository.record_notification(
+                session=session,
+                closing_id=closing_id,
+                audience=audience,
+                milestone=milestone.value,
+                channel=channel.value if channel else "email",
+                body=message.body,
+                dedupe_key=f"{closing_id}:{audience.value}:{milestone.value}:{topic}",
+            )
+        if claim is None:
+            continue  # told already, by this run or another
+        send(message, to=audience, urls=settings.notify_urls, channel=channel)
+        with db_session() as session:
+            repository.mark_notification_sent(session=session, notification_id=claim.id)
+        told.append(audience)
+    return told

@@ -1,0 +1,165 @@
+"""Order tasks: place one intended order exactly once, and read every order back in bulk."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+from prefect.context import TaskRunContext
+from sqlmodel import Session
+
+from models.tables import PlacementState
+from offergrid.errors import APIConnectionError, InternalServerError, OffergridError, RateLimitError
+from offergrid.models import Order
+from preclose import repository
+from preclose.placing import DueLine, find_order_for_intent, group_due_lines, order_request
+from preclose.runtime import db_session, endpoint_fingerprint, offergrid_client
+from tasks.policies import OFFERGRID_TASK_OPTIONS
+
+logger = logging.getLogger(__name__)
+
+# Long enough for one order call with its timeouts; a placer that dies frees the placement then.
+PLACEMENT_LEASE = timedelta(minutes=2)
+# The request may have reached Offergrid and created the order before these errors came back.
+_UNCLEAR = (InternalServerError, APIConnectionError)
+
+
+def _record_placed(placement_id: uuid.UUID, order: Order) -> str:
+    with db_session() as session:
+        repository.mark_placement_placed(
+            session=session,
+            placement_id=placement_id,
+            offergrid_order_id=order.order_id,
+            items=[
+                repository.PlacedItem(
+                    offer_id=item.offer_id or "",
+                    offergrid_item_id=item.item_id or "",
+                    status=str(item.status or "pending"),
+                )
+                for item in order.items
+            ],
+        )
+    return order.order_id
+
+
+@task(name="place order", cache_policy=NONE, **OFFERGRID_TASK_OPTIONS)
+def place_order(placement_id: uuid.UUID) -> str | None:
+    """Place the order recorded as this intent, unless it exists; returns Offergrid's order ID.
+
+    The intent (and its Idempotency-Key) was stored before this call. A placer first claims the
+    placement for a short lease, so two runs never send it at once. After any unclear outcome
+    (a 5xx, a timeout, a crash before our write) the next attempt looks the order up by the key in
+    its metadata before placing again: the real Offergrid may ignore the Idempotency-Key.
+    """
+    with db_session() as session:
+        placement = repository.claim_placement(
+            session=session, placement_id=placement_id, lease=PLACEMENT_LEASE
+        )
+        if placement is None:
+            current = repository.get_placement(session=session, placement_id=placement_id)
+            # Placed already, failed for good, or another placer holds it right now.
+            return current.offergrid_order_id if current is not None else None
+        items = repository.list_placement_items(session=session, placement_id=placement_id)
+        closing_row = repository.get_closing(session=session, closing_id=placement.closing_id)
+        assert closing_row is not None  # the placement's foreign key guarantees it
+        live = closing_row.status in repository.LIVE_CLOSING_STATUSES
+        closing = closing_row.closing_request()
+    if not live:
+        # The deal fell through or was cancelled after the intent: never order for it.
+        with db_session() as session:
+            repository.mark_placement_failed(
+                session=session, placement_id=placement_id, error="the closing is no longer live"
+            )
+        return None
+
+    key = placement.intent_key
+    with offergrid_client() as client:
+        try:
+            if placement.attempts > 1 or placement.state == PlacementState.unknown:
+                existing = find_order_for_intent(client.list_orders(), key)
+                if existing is not None:
+                    logger.info("The order for this intent already exists; recording it")
+                    return _record_placed(placement_id, existing)
+            request = order_request(closing, [item.offer_id for item in items], intent_key=key)
+            created = client.place_order(request, idempotency_key=key)
+        except RateLimitError:
+            # Offergrid refused before doing anything: nothing to look up on the next attempt.
+            with db_session() as session:
+                repository.release_placement(session=session, placement_id=placement_id)
+            raise
+        except OffergridError as err:
+            with db_session() as session:
+                if isinstance(err, _UNCLEAR):
+                    repository.mark_placement_unknown(
+                        session=session, placement_id=placement_id, error=type(err).__name__
+                    )
+                else:
+                    repository.mark_placement_failed(
+                        session=session, placement_id=placement_id, error=str(err)
+                    )
+            raise
+        except BaseException:
+            with db_session() as session:
+                repository.release_placement(session=session, placement_id=placement_id)
+            raise
+    return _record_placed(placement_id, created)
+
+
+def orders_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """One cache entry per Offergrid endpoint and status-cache period."""
+    return f"offergrid-orders-{endpoint_fingerprint()}-{parameters['period']}"
+
+
+@task(
+    name="list orders",
+    cache_key_fn=orders_cache_key,
+    cache_expiration=timedelta(minutes=5),
+    persist_result=True,
+    **OFFERGRID_TASK_OPTIONS,
+)
+def list_orders(period: str) -> list[Order]:
+    """Every order of our team in one call; `period` names the status-cache window it belongs to."""
+    with offergrid_client() as client:
+        return client.list_orders()
+
+
+@task(name="prepare placements", cache_policy=NONE)
+def prepare_placements(closing_id: uuid.UUID | None, as_of: datetime) -> list[uuid.UUID]:
+    """Placements to send now: unfinished ones, then one new intent per closing's due lines."""
+    with db_session() as session:
+        unfinished = repository.list_placements(
+            session=session,
+            states=[PlacementState.intent, PlacementState.unknown],
+            closing_id=closing_id,
+        )
+        # The query widens "today" by a day; each closing's own zone decides below.
+        candidates = repository.list_due_plan_lines(
+            session=session, as_of_date=(as_of + timedelta(days=1)).date(), closing_id=closing_id
+        )
+        zones = {line.closing_id: _zone_of(session, line.closing_id) for line in candidates}
+        batches = group_due_lines(
+            [DueLine(line.id, line.closing_id, line.placement_date) for line in candidates],
+            time_zones=zones,
+            as_of=as_of,
+        )
+        created = [
+            repository.create_placement_intent(
+                session=session,
+                closing_id=batch.closing_id,
+                plan_line_ids=list(batch.line_ids),
+                due_date=batch.due_date,
+            )
+            for batch in batches
+        ]
+    ids = [placement.id for placement in unfinished]
+    return ids + [placement.id for placement in created if placement.id not in ids]
+
+
+def _zone_of(session: Session, closing_id: uuid.UUID) -> str:
+    closing = repository.get_closing(session=session, closing_id=closing_id)
+    assert closing is not None
+    return closing.time_zone

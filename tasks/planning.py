@@ -1,0 +1,30 @@
+"""The planning task: recommend per category, date each line, and store the plan."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from models.plan import Plan
+from offergrid.models import Offer
+from preclose import repository
+from preclose.recommend import recommend
+from preclose.runtime import db_session, policy
+from preclose.timing import plan_closing
+from tasks.closings import load_closing
+
+
+@task(name="plan closing", cache_policy=NONE)
+def plan_and_store(closing_id: uuid.UUID, offers: list[Offer], as_of: datetime) -> Plan:
+    """Recommend from the offers at the address, time every pick, and store the plan."""
+    closing = load_closing(closing_id)
+    rules = policy()
+    # The offers come from a ZIP-filtered catalog call, so each one is sold at this address.
+    picks = recommend(closing, offers, rules, address_scoped=True)
+    plan = plan_closing(closing, picks, rules, as_of=as_of)
+    with db_session() as session:
+        repository.save_plan(session=session, closing_id=closing_id, plan=plan)
+    return plan

@@ -1,0 +1,151 @@
+"""Tracking tasks: apply Offergrid statuses, find risks, close out fulfilled closings."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from prefect import task
+from prefect.cache_policies import NONE
+from sqlmodel import col, select
+
+from models.tables import (
+    Closing,
+    ClosingStatus,
+    OrderItem,
+    Placement,
+    PlanLineRow,
+    StatusSource,
+)
+from preclose import repository
+from preclose.runtime import db_session
+from preclose.tracking import ItemFacts, ItemUpdate, risk_of
+
+
+@dataclass(frozen=True)
+class AppliedChange:
+    """One item status we newly learnt, with what a message about it needs."""
+
+    closing_id: uuid.UUID
+    category: str
+    provider: str | None
+    status: str
+    scheduled_for: datetime | None
+    account_number: str | None
+
+
+@dataclass(frozen=True)
+class RiskFinding:
+    """A plan line newly found at risk, and why."""
+
+    closing_id: uuid.UUID
+    plan_line_id: uuid.UUID
+    category: str
+    provider: str | None
+    reason: str
+
+
+@task(name="open items", cache_policy=NONE)
+def open_item_ids() -> list[str]:
+    """Offergrid item IDs of every placed item not yet in a final state."""
+    with db_session() as session:
+        items = repository.list_items_not_terminal(session=session)
+        return [item.offergrid_item_id for item in items if item.offergrid_item_id]
+
+
+@task(name="apply statuses", cache_policy=NONE)
+def apply_updates(updates: list[ItemUpdate], source: StatusSource) -> list[AppliedChange]:
+    """Apply each update unless it is older than what we hold; returns the ones that changed."""
+    applied: list[AppliedChange] = []
+    for update in updates:
+        with db_session() as session:
+            changed = repository.upsert_item_status(
+                session=session,
+                offergrid_item_id=update.offergrid_item_id,
+                status=update.status,
+                at=update.at,
+                source=source,
+                scheduled_for=update.scheduled_for,
+                account_number=update.account_number,
+                notes=update.notes,
+            )
+            if not changed:
+                continue
+            item = repository.get_item_by_offergrid_id(
+                session=session, offergrid_item_id=update.offergrid_item_id
+            )
+            assert item is not None  # it was just updated
+            line = session.get(PlanLineRow, item.plan_line_id)
+            placement = session.get(Placement, item.placement_id)
+            assert line is not None and placement is not None
+            applied.append(
+                AppliedChange(
+                    closing_id=placement.closing_id,
+                    category=line.category,
+                    provider=line.provider_name,
+                    status=update.status,
+                    scheduled_for=item.scheduled_for,
+                    account_number=item.account_number,
+                )
+            )
+    return applied
+
+
+def _service_deadline(line: PlanLineRow) -> date:
+    return line.service_window_end or line.service_date
+
+
+@task(name="assess risks", cache_policy=NONE)
+def assess_risks(as_of: datetime) -> list[RiskFinding]:
+    """Mark placed lines whose order endangers the service date; returns the newly found ones."""
+    findings: list[RiskFinding] = []
+    with db_session() as session:
+        rows = session.exec(
+            select(OrderItem, PlanLineRow, Placement, Closing)
+            .join(PlanLineRow, col(PlanLineRow.id) == col(OrderItem.plan_line_id))
+            .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
+            .join(Closing, col(Closing.id) == col(Placement.closing_id))
+            .where(col(Closing.status).in_(list(repository.LIVE_CLOSING_STATUSES)))
+        ).all()
+        for item, line, placement, closing in rows:
+            reason = risk_of(
+                ItemFacts(
+                    status=item.status,
+                    placed_at=placement.placed_at,
+                    status_at=item.status_at,
+                    scheduled_for=item.scheduled_for,
+                    service_deadline=_service_deadline(line),
+                    time_zone=closing.time_zone,
+                ),
+                as_of=as_of,
+            )
+            if reason is None or (line.at_risk and line.risk_reason == reason):
+                continue
+            line.at_risk = True
+            line.risk_reason = reason
+            session.add(line)
+            findings.append(
+                RiskFinding(
+                    closing_id=closing.id,
+                    plan_line_id=line.id,
+                    category=line.category,
+                    provider=line.provider_name,
+                    reason=reason,
+                )
+            )
+    return findings
+
+
+@task(name="close fulfilled closings", cache_policy=NONE)
+def complete_fulfilled_closings() -> list[uuid.UUID]:
+    """Mark every live closing whose services are all fulfilled; returns the ones just completed."""
+    done: list[uuid.UUID] = []
+    with db_session() as session:
+        for closing in repository.list_fulfilled_closings(session=session):
+            if closing.status in repository.LIVE_CLOSING_STATUSES:
+                repository.update_closing_status(
+                    session=session, closing_id=closing.id, status=ClosingStatus.fulfilled
+                )
+                done.append(closing.id)
+    return done

@@ -1,0 +1,417 @@
+"""The shared Offergrid rate limit: database sliding log and Prefect global concurrency limit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from offergrid import OffergridClient
+from offergrid.errors import RateLimitError
+from offergrid_sandbox.config import RESELLER_KEY, RateLimitConfig, SandboxConfig
+from offergrid_sandbox.server import running_sandbox
+from preclose.db import make_engine
+from preclose.ratelimit import (
+    DatabaseRateLimiter,
+    PrefectRateLimiter,
+    RateLimiter,
+    RateWindows,
+    create_rate_limit_tables,
+    ensure_offergrid_rate_limit,
+    get_rate_limiter,
+    key_fingerprint,
+    prefect_limit_name,
+    rate_limited_http_client,
+    token_bucket,
+)
+from preclose.settings import Settings
+from tests.fixtures_db import BACKENDS, PostgresUnreachable, postgres_unavailable
+from tests.fixtures_db import temporary_postgres_database as _temporary_postgres_database
+
+pytest_plugins = ["tests.fixtures_prefect"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def max_in_window(stamps: list[float], span: float) -> int:
+    """The most timestamps that fall inside any half-open window of `span` seconds."""
+    ordered = sorted(stamps)
+    best, start = 0, 0
+    for end, stamp in enumerate(ordered):
+        while stamp - ordered[start] >= span:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def hammer(limiter: RateLimiter, *, threads: int, calls: int) -> list[float]:
+    """Run `threads` threads making `calls` acquisitions each; the time each was admitted."""
+    stamps: list[float] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(calls):
+                limiter.acquire()
+                with lock:
+                    stamps.append(time.time())
+        except BaseException as err:  # surfaced below, not lost in a thread
+            errors.append(err)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert not errors, errors
+    return stamps
+
+
+@pytest.fixture(params=BACKENDS)
+def limiter_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL holding just the limiter's tables: a SQLite file, or a fresh PostgreSQL db."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'limits.db'}"
+        engine = make_engine(url)
+        create_rate_limit_tables(engine)
+        engine.dispose()
+        yield url
+        return
+    try:
+        with _temporary_postgres_database() as url:
+            engine = make_engine(url)
+            create_rate_limit_tables(engine)
+            engine.dispose()
+            yield url
+    except PostgresUnreachable as err:
+        postgres_unavailable(str(err))
+
+
+@pytest.fixture
+def limiter_engine(limiter_url: str) -> Iterator[Engine]:
+    """An engine on `limiter_url`."""
+    engine = make_engine(limiter_url)
+    yield engine
+    engine.dispose()
+
+
+def _db_limiter(engine: Engine, windows: RateWindows) -> DatabaseRateLimiter:
+    return DatabaseRateLimiter(engine, fingerprint=uuid.uuid4().hex[:16], windows=windows)
+
+
+# Keys ----------------------------------------------------------------------------------------
+
+
+def test_fingerprint_is_stable_and_one_way() -> None:
+    """A key's fingerprint is 16 hex digits, the same for str and SecretStr, and not the key."""
+    key = "og_live_supersecret_123"
+    fingerprint = key_fingerprint(key)
+    assert fingerprint == key_fingerprint(SecretStr(key))
+    assert len(fingerprint) == 16 and int(fingerprint, 16) >= 0
+    assert key not in fingerprint and fingerprint != key_fingerprint(key + "x")
+    assert prefect_limit_name(fingerprint) == f"offergrid-api:{fingerprint}"
+
+
+def test_limiter_never_shows_the_key(limiter_engine: Engine) -> None:
+    """The limiter built from settings knows the key only by fingerprint, in repr and in rows."""
+    key = "og_live_supersecret_123"
+    limiter = get_rate_limiter(key, settings=Settings(), engine=limiter_engine)
+    limiter.acquire()
+    assert key not in repr(limiter)
+    with limiter_engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT key_fingerprint FROM rate_limit_key").all()
+    assert rows == [(key_fingerprint(key),)]
+
+
+def test_windows_follow_settings_scale() -> None:
+    """The windows come from settings, their lengths scaled by rate_limit_window_scale."""
+    settings = Settings(
+        rate_limit_per_minute=50, rate_limit_per_hour=900, rate_limit_window_scale=0.5
+    )
+    assert RateWindows.from_settings(settings) == RateWindows(50, 900, 30.0, 1800.0)
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [RateWindows(), RateWindows(100, 10_000, 3.0, 180.0), RateWindows(10, 50, 1.0, 60.0)],
+    ids=["offergrid", "scaled", "hour-bound"],
+)
+def test_token_bucket_never_admits_more_than_a_window(windows: RateWindows) -> None:
+    """Capacity C and refill r keep C + r * T within the limit of both windows."""
+    capacity, rate = token_bucket(windows)
+    assert capacity >= 1 and rate > 0
+    assert capacity + rate * windows.minute_seconds <= windows.per_minute
+    assert capacity + rate * windows.hour_seconds <= windows.per_hour
+
+
+@pytest.mark.parametrize("n", [0, -1, 11])
+def test_acquire_rejects_impossible_counts(limiter_engine: Engine, n: int) -> None:
+    """Asking for no calls, or more than a window holds, is an error naming `n`."""
+    limiter = _db_limiter(limiter_engine, RateWindows(10, 100, 1.0, 10.0))
+    with pytest.raises(ValueError, match="n must be between 1 and 10"):
+        limiter.acquire(n)
+
+
+# The database sliding log ----------------------------------------------------------------------
+
+
+def test_database_limiter_keeps_the_minute_window(limiter_engine: Engine) -> None:
+    """Four threads hammering one key never get more than per_minute calls into any window."""
+    windows = RateWindows(per_minute=10, per_hour=10_000, minute_seconds=0.5, hour_seconds=60)
+    stamps = hammer(_db_limiter(limiter_engine, windows), threads=3, calls=8)
+    assert len(stamps) == 24
+    assert max_in_window(stamps, windows.minute_seconds) == 10  # the ceiling, and no more
+    # The first window's burst went through at once, so the limiter is not merely slow.
+    assert sorted(stamps)[9] - min(stamps) < windows.minute_seconds
+
+
+def test_database_limiter_keeps_the_hour_window(limiter_engine: Engine) -> None:
+    """When the long window is the tighter one, it holds too."""
+    windows = RateWindows(per_minute=4, per_hour=6, minute_seconds=0.1, hour_seconds=0.6)
+    stamps = hammer(_db_limiter(limiter_engine, windows), threads=3, calls=4)
+    assert max_in_window(stamps, windows.hour_seconds) <= 6
+    assert max_in_window(stamps, windows.minute_seconds) <= 4
+
+
+def test_database_limiter_counts_several_calls_at_once(limiter_engine: Engine) -> None:
+    """acquire(n) takes n slots: a second acquire(3) waits when only 5 fit in the window."""
+    windows = RateWindows(per_minute=5, per_hour=100, minute_seconds=0.4, hour_seconds=10)
+    limiter = _db_limiter(limiter_engine, windows)
+    limiter.acquire(3)
+    assert limiter.try_acquire(3) > 0
+    assert limiter.try_acquire(2) == 0
+
+
+def test_defer_holds_every_caller_and_never_shortens(limiter_engine: Engine) -> None:
+    """After defer(s), the next call waits about s; a shorter later defer changes nothing."""
+    windows = RateWindows(per_minute=100, per_hour=1000, minute_seconds=1, hour_seconds=10)
+    limiter = _db_limiter(limiter_engine, windows)
+    other = DatabaseRateLimiter(limiter_engine, fingerprint=limiter.fingerprint, windows=windows)
+    limiter.defer(0.4)
+    limiter.defer(0.1)
+    wait = other.try_acquire()
+    assert 0.25 < wait <= 0.4
+    started = time.monotonic()
+    other.acquire()
+    assert time.monotonic() - started >= wait - 0.05
+
+
+_CHILD = """
+import json, sys, time
+from preclose.db import make_engine
+from preclose.ratelimit import DatabaseRateLimiter, RateWindows
+url, fingerprint, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
+windows = RateWindows(per_minute=10, per_hour=10_000, minute_seconds=0.5, hour_seconds=60)
+limiter = DatabaseRateLimiter(make_engine(url), fingerprint=fingerprint, windows=windows)
+print("ready", flush=True)
+sys.stdin.readline()
+stamps = []
+for _ in range(calls):
+    limiter.acquire()
+    stamps.append(time.time())
+print(json.dumps(stamps), flush=True)
+"""
+
+
+def test_two_processes_share_one_database_limit(limiter_url: str) -> None:
+    """Two processes on one key and one database together stay within the window."""
+    fingerprint = uuid.uuid4().hex[:16]
+    children = [
+        subprocess.Popen(  # noqa: S603 - our own interpreter running the script above
+            [sys.executable, "-c", _CHILD, limiter_url, fingerprint, "12"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for _ in range(2)
+    ]
+    stamps: list[float] = []
+    try:
+        for child in children:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        for child in children:  # release both at once
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        for child in children:
+            out, _ = child.communicate(timeout=60)
+            assert child.returncode == 0
+            stamps += json.loads(out.strip().splitlines()[-1])
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+    assert len(stamps) == 24
+    assert max_in_window(stamps, 0.5) == 10
+
+
+# The Prefect global concurrency limit ---------------------------------------------------------
+
+
+def _read_limit(name: str) -> GlobalConcurrencyLimitResponse:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(name)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_prefect_limit_exists_after_ensure() -> None:
+    """ensure creates the key's limit with the bucket's capacity and decay, active."""
+    windows = RateWindows(per_minute=100, per_hour=10_000, minute_seconds=3.0, hour_seconds=180)
+    fingerprint = uuid.uuid4().hex[:16]
+    name = ensure_offergrid_rate_limit(fingerprint, windows)
+    capacity, rate = token_bucket(windows)
+    limit = _read_limit(name)
+    assert name == f"offergrid-api:{fingerprint}"
+    assert (limit.limit, limit.slot_decay_per_second, limit.active) == (capacity, rate, True)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_prefect_ensure_repairs_a_changed_limit() -> None:
+    """ensure on an existing limit restores its size and decay and re-activates it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    windows = RateWindows(per_minute=20, per_hour=1000, minute_seconds=1.0, hour_seconds=60)
+    name = ensure_offergrid_rate_limit(uuid.uuid4().hex[:16], windows)
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(
+            name, GlobalConcurrencyLimitUpdate(limit=500, slot_decay_per_second=50.0, active=False)
+        )
+    assert ensure_offergrid_rate_limit(name.split(":")[1], windows) == name
+    limit = _read_limit(name)
+    assert (limit.limit, limit.slot_decay_per_second, limit.active) == (
+        *token_bucket(windows),
+        True,
+    )
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_prefect_limit_missing_is_an_error_not_a_free_pass() -> None:
+    """Without ensure, acquiring fails loudly (strict) instead of running unlimited."""
+    from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+
+    limiter = PrefectRateLimiter(fingerprint=uuid.uuid4().hex[:16], ensure=False)
+    with pytest.raises(ConcurrencySlotAcquisitionError):
+        limiter.acquire()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_prefect_limiter_keeps_the_window() -> None:
+    """Threads sharing the Prefect limit never get more than per_minute calls into a window."""
+    windows = RateWindows(per_minute=20, per_hour=10_000, minute_seconds=1.0, hour_seconds=60)
+    limiter = PrefectRateLimiter(fingerprint=uuid.uuid4().hex[:16], windows=windows)
+    stamps = hammer(limiter, threads=3, calls=8)
+    assert len(stamps) == 24
+    assert max_in_window(stamps, windows.minute_seconds) <= 20
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_prefect_defer_holds_the_next_call() -> None:
+    """defer(s) on the Prefect limit makes the next call wait at least about s."""
+    windows = RateWindows(per_minute=20, per_hour=10_000, minute_seconds=1.0, hour_seconds=60)
+    limiter = PrefectRateLimiter(fingerprint=uuid.uuid4().hex[:16], windows=windows)
+    limiter.defer(1.0)
+    started = time.monotonic()
+    limiter.acquire()
+    assert time.monotonic() - started >= 0.9
+
+
+def test_settle_dates_a_call_by_its_answer(limiter_engine: Engine) -> None:
+    """A settled call counts from its answer, not its admission, so the window ends later."""
+    windows = RateWindows(per_minute=1, per_hour=100, minute_seconds=0.5, hour_seconds=10)
+    limiter = _db_limiter(limiter_engine, windows)
+    reservation = limiter.reserve()
+    time.sleep(0.3)  # the call is on the wire
+    limiter.settle(reservation)
+    assert limiter.try_acquire() > 0.45  # a full window from the answer, not 0.2 s
+
+
+# Against the local Offergrid ------------------------------------------------------------------
+
+
+def _catalog_storm(base_url: str, limiter: RateLimiter, *, threads: int, calls: int) -> list[str]:
+    """Threads calling the catalog through `limiter`'s HTTP hooks; the outcome of every call."""
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        with (
+            rate_limited_http_client(limiter, timeout=10) as http,
+            OffergridClient(RESELLER_KEY, base_url=base_url, http_client=http) as client,
+        ):
+            for _ in range(calls):
+                try:
+                    client.list_offers()
+                    outcome = "ok"
+                except RateLimitError:
+                    outcome = "429"
+                with lock:
+                    outcomes.append(outcome)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    return outcomes
+
+
+_SCALED = RateLimitConfig(per_minute=10, per_hour=10_000, minute_seconds=0.5, hour_seconds=30)
+_SCALED_WINDOWS = RateWindows(per_minute=10, per_hour=10_000, minute_seconds=0.5, hour_seconds=30)
+
+
+def test_database_limiter_gets_no_429_at_the_limit(limiter_engine: Engine) -> None:
+    """Threads going flat out through the database limiter never hit the sandbox's 429."""
+    limiter = DatabaseRateLimiter(
+        limiter_engine, fingerprint=key_fingerprint(RESELLER_KEY), windows=_SCALED_WINDOWS
+    )
+    with running_sandbox(SandboxConfig(rate_limit=_SCALED)) as server:
+        outcomes = _catalog_storm(server.url, limiter, threads=4, calls=8)
+    assert outcomes.count("ok") == 32 and "429" not in outcomes
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_prefect_limiter_gets_no_429_at_the_limit() -> None:
+    """Threads going flat out through the Prefect limit never hit the sandbox's 429."""
+    limiter = PrefectRateLimiter(fingerprint=uuid.uuid4().hex[:16], windows=_SCALED_WINDOWS)
+    with running_sandbox(SandboxConfig(rate_limit=_SCALED)) as server:
+        outcomes = _catalog_storm(server.url, limiter, threads=3, calls=5)
+    assert outcomes.count("ok") == 15 and "429" not in outcomes
+
+
+def test_a_429_defers_every_caller_of_the_key(limiter_engine: Engine) -> None:
+    """When another user of the key spent the window, our 429 holds the limiter for Retry-After."""
+    windows = RateWindows(per_minute=100, per_hour=10_000, minute_seconds=60, hour_seconds=3600)
+    limiter = DatabaseRateLimiter(
+        limiter_engine, fingerprint=key_fingerprint(RESELLER_KEY), windows=windows
+    )
+    tight = RateLimitConfig(per_minute=2, per_hour=10_000, minute_seconds=1.0, hour_seconds=60)
+    with running_sandbox(SandboxConfig(rate_limit=tight)) as server:
+        with OffergridClient(RESELLER_KEY, base_url=server.url) as elsewhere:
+            elsewhere.list_offers()  # a process that does not share our limiter
+            elsewhere.list_offers()
+        with (
+            rate_limited_http_client(limiter, timeout=10) as http,
+            OffergridClient(RESELLER_KEY, base_url=server.url, http_client=http) as client,
+        ):
+            with pytest.raises(RateLimitError) as raised:
+                client.list_offers()
+            assert raised.value.retry_after == 1.0
+            assert limiter.try_acquire() > 0.8  # everyone on this key now waits out the 429
+            started = time.monotonic()
+            assert client.list_offers()  # the next call waits, then gets through
+            assert time.monotonic() - started >= 0.8
