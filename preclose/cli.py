@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Literal
 
@@ -28,6 +29,27 @@ def sandbox(
 
     config = SandboxConfig(clock=clock, seed=seed, webhooks=WebhookConfig(url=webhook_url))
     serve(host=host, port=port, config=config)
+
+
+@app.command
+def demo(*, closings: int = 3, seed: int = 7) -> None:
+    """Coordinate sample closings to fulfilment on the local Offergrid (virtual clock), SQLite."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from preclose.demo import closing_words, prepare_environment, run_demo
+
+    console = Console()
+    if not 1 <= closings <= 5:
+        console.print("[red]--closings must be between 1 and 5 (there are five samples)[/]")
+        sys.exit(2)
+    data_dir = Path(os.environ.get("PRECLOSE_DATA_DIR", ".preclose")).resolve()
+    prepare_environment(data_dir)
+    outcome = run_demo(closings=closings, seed=seed, console=console)
+    console.print(closing_words(outcome, data_dir))
+    if outcome.fulfilled < outcome.closings:
+        sys.exit(1)
 
 
 def main() -> None:

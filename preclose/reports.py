@@ -73,6 +73,7 @@ def closing_report(*, session: Session, closing_id: uuid.UUID, as_of: datetime) 
                 "service date": f"{line.service_date:%a %b %-d}",
                 "order date": f"{line.placement_date:%a %b %-d}",
                 "status": status,
+                "risk": line.risk_reason if line.at_risk and line.risk_reason else "",
             }
         )
         scheduled = (
@@ -129,8 +130,8 @@ def _line_status(line: PlanLineRow, item: OrderItem | None) -> str:
     words = _STATE_WORDS.get(str(line.state), str(line.state))
     if item is not None and item.status and str(line.state) == "placed":
         words = item.status.replace("_", " ")
-    if line.at_risk and line.risk_reason:
-        words += f" ⚠ {line.risk_reason}"
+    if line.at_risk:
+        words += " ⚠"
     return words
 
 
@@ -142,6 +143,10 @@ def report_table(report: ClosingReport) -> Table:
     )
     for column in ("service", "provider", "monthly", "order date", "service date", "status"):
         table.add_column(column.capitalize(), overflow="fold")
+    risks = [f"⚠ {row['service'].split()[0]}: {row['risk']}" for row in report.rows if row["risk"]]
+    if risks:
+        table.caption = "\n".join(risks)
+        table.caption_justify = "left"
     for row in report.rows:
         table.add_row(
             *(

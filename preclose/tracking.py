@@ -13,6 +13,7 @@ from preclose.notify import Milestone
 
 # The docs: providers review within 24 h (0-48 h); follow up after 48 h without a response.
 NO_RESPONSE_AFTER = timedelta(hours=48)
+NO_RESPONSE_REASON = "No response from the provider within 48 hours of ordering."
 
 _AWAITING_PROVIDER = frozenset({OrderStatus.PENDING.value, OrderStatus.SUBMITTED_TO_PROVIDER.value})
 
@@ -101,7 +102,7 @@ def risk_of(item: ItemFacts, *, as_of: datetime) -> str | None:
         return "The installation failed."
     waited = as_of - item.placed_at if item.placed_at is not None else None
     if status in _AWAITING_PROVIDER and waited is not None and waited > NO_RESPONSE_AFTER:
-        return "No response from the provider within 48 hours of ordering."
+        return NO_RESPONSE_REASON
     if item.scheduled_for is not None and status not in (
         OrderStatus.COMPLETED.value,
         OrderStatus.ACTIVE.value,

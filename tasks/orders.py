@@ -34,6 +34,8 @@ def _record_placed(placement_id: uuid.UUID, order: Order) -> str:
             session=session,
             placement_id=placement_id,
             offergrid_order_id=order.order_id,
+            # Offergrid's own creation time: the clock the provider's response is measured on.
+            placed_at=order.created_at,
             items=[
                 repository.PlacedItem(
                     offer_id=item.offer_id or "",

@@ -18,9 +18,10 @@ from models.tables import (
     PlanLineRow,
     StatusSource,
 )
+from offergrid.models.enums import FULFILLED
 from preclose import repository
 from preclose.runtime import db_session
-from preclose.tracking import ItemFacts, ItemUpdate, risk_of
+from preclose.tracking import NO_RESPONSE_REASON, ItemFacts, ItemUpdate, risk_of
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,11 @@ def apply_updates(updates: list[ItemUpdate], source: StatusSource) -> list[Appli
     return applied
 
 
+def _resolved(line: PlanLineRow, item: OrderItem) -> bool:
+    """Whether a line's risk is over: its service is live, or the provider has since answered."""
+    return item.status in FULFILLED or line.risk_reason == NO_RESPONSE_REASON
+
+
 def _service_deadline(line: PlanLineRow) -> date:
     return line.service_window_end or line.service_date
 
@@ -120,7 +126,13 @@ def assess_risks(as_of: datetime) -> list[RiskFinding]:
                 ),
                 as_of=as_of,
             )
-            if reason is None or (line.at_risk and line.risk_reason == reason):
+            if reason is None:
+                if line.at_risk and _resolved(line, item):
+                    line.at_risk = False
+                    line.risk_reason = None
+                    session.add(line)
+                continue
+            if line.at_risk and line.risk_reason == reason:
                 continue
             line.at_risk = True
             line.risk_reason = reason

@@ -12,18 +12,25 @@ from collections.abc import Iterator
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
+_QUIET = {
+    # The harness server is a subprocess: without this it tries to reach the internet.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # Tests run tasks outside flows; their logs stay local instead of warning about it.
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+}
+
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """A temporary Prefect server and database for the whole session (about 10 s to start)."""
-    # The harness server is a subprocess: without this it tries to reach the internet.
-    previous = os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED")
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    previous = {name: os.environ.get(name) for name in _QUIET}
+    os.environ.update(_QUIET)
     try:
         with prefect_test_harness(server_startup_timeout=60):
             yield
     finally:
-        if previous is None:
-            os.environ.pop("PREFECT_SERVER_ANALYTICS_ENABLED", None)
-        else:
-            os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -312,11 +312,11 @@ def test_prefect_limit_missing_is_an_error_not_a_free_pass() -> None:
 @pytest.mark.usefixtures("prefect_harness")
 def test_prefect_limiter_keeps_the_window() -> None:
     """Threads sharing the Prefect limit never get more than per_minute calls into a window."""
-    windows = RateWindows(per_minute=20, per_hour=10_000, minute_seconds=1.0, hour_seconds=60)
+    windows = RateWindows(per_minute=10, per_hour=10_000, minute_seconds=0.5, hour_seconds=60)
     limiter = PrefectRateLimiter(fingerprint=uuid.uuid4().hex[:16], windows=windows)
-    stamps = hammer(limiter, threads=3, calls=8)
-    assert len(stamps) == 24
-    assert max_in_window(stamps, windows.minute_seconds) <= 20
+    stamps = hammer(limiter, threads=2, calls=7)
+    assert len(stamps) == 14
+    assert max_in_window(stamps, windows.minute_seconds) <= 10
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -380,8 +380,8 @@ def test_database_limiter_gets_no_429_at_the_limit(limiter_engine: Engine) -> No
         limiter_engine, fingerprint=key_fingerprint(RESELLER_KEY), windows=_SCALED_WINDOWS
     )
     with running_sandbox(SandboxConfig(rate_limit=_SCALED)) as server:
-        outcomes = _catalog_storm(server.url, limiter, threads=4, calls=8)
-    assert outcomes.count("ok") == 32 and "429" not in outcomes
+        outcomes = _catalog_storm(server.url, limiter, threads=3, calls=7)
+    assert outcomes.count("ok") == 21 and "429" not in outcomes
 
 
 @pytest.mark.usefixtures("prefect_harness")

@@ -1,0 +1,276 @@
+"""The pre-close flows end to end on Prefect's test server, the local Offergrid and SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from sqlmodel import select
+
+from flows.coordinate import coordinate_closing
+from flows.place import place_due_orders
+from flows.sync import sync_orders
+from models.closing import ClosingRequest
+from models.samples import sample_closings
+from models.tables import ClosingStatus, OrderItem, Placement, PlacementState, PlanLineRow
+from offergrid_sandbox.config import (
+    RESELLER_KEY,
+    FaultConfig,
+    SandboxConfig,
+    SimulationConfig,
+)
+from offergrid_sandbox.server import SandboxServer, running_sandbox
+from preclose.db import dispose_engines
+from preclose.runtime import db_session
+from preclose.settings import get_settings
+from tasks.artifacts import artifact_key
+
+pytest_plugins = ["tests.fixtures_prefect"]
+
+START = datetime.fromisoformat("2027-03-01T15:00:00+00:00")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def offergrid(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefect_harness: None
+) -> Iterator[SandboxServer]:
+    """A virtual-clock local Offergrid on loopback, a fresh SQLite database, Prefect's test API."""
+    config = SandboxConfig(
+        clock="virtual",
+        seed=11,
+        start_time=START,
+        simulation=SimulationConfig(rejection_rate=0, failure_rate=0),
+    )
+    with running_sandbox(config) as server:
+        monkeypatch.setenv("PRECLOSE_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("PRECLOSE_DATABASE_URL", f"sqlite:///{tmp_path / 'preclose.db'}")
+        monkeypatch.setenv("PRECLOSE_OFFERGRID_BASE_URL", server.url)
+        monkeypatch.setenv("PRECLOSE_OFFERGRID_API_KEY", RESELLER_KEY)
+        get_settings.cache_clear()
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield server
+        dispose_engines()
+        get_settings.cache_clear()
+
+
+def _sample(server: SandboxServer, index: int = 1) -> ClosingRequest:
+    return sample_closings(server.sandbox.clock.now().date())[index]
+
+
+def _sandbox_orders(server: SandboxServer) -> list[dict[str, Any]]:
+    orders: list[dict[str, Any]] = httpx.get(f"{server.url}/sandbox/orders").json()
+    return orders
+
+
+def _requests(server: SandboxServer) -> dict[str, dict[str, int]]:
+    stats: dict[str, dict[str, int]] = httpx.get(f"{server.url}/sandbox/requests").json()[
+        "byEndpoint"
+    ]
+    return stats
+
+
+def _drive(server: SandboxServer, days: int) -> None:
+    for _ in range(days):
+        server.sandbox.advance(86_400)
+        now = server.sandbox.clock.now()
+        place_due_orders(as_of=now)
+        sync_orders(as_of=now)
+
+
+def _assert_one_order_item_per_line(server: SandboxServer) -> None:
+    """Offergrid's orders and our records agree line by line: one order item per plan line."""
+    offergrid_items = {
+        item["itemId"]: (order["orderId"], item["offerId"])
+        for order in _sandbox_orders(server)
+        for item in order["items"]
+    }
+    with db_session() as session:
+        ours = session.exec(select(OrderItem).where(OrderItem.offergrid_item_id != None)).all()  # noqa: E711
+        lines = session.exec(select(PlanLineRow)).all()
+        placements = {p.id: p for p in session.exec(select(Placement)).all()}
+    assert len(ours) == len(offergrid_items)
+    for item in ours:
+        assert item.offergrid_item_id in offergrid_items
+        order_id, offer_id = offergrid_items[item.offergrid_item_id]
+        assert placements[item.placement_id].offergrid_order_id == order_id
+        assert item.offer_id == offer_id
+    ordered_lines = [line for line in lines if str(line.state) != "planned" and line.offer_id]
+    assert len({item.plan_line_id for item in ours}) == len(ours) <= len(ordered_lines)
+
+
+def test_coordinate_stores_plans_and_publishes_artifacts(offergrid: SandboxServer) -> None:
+    """Coordinating a closing stores its plan, names the run for the closing, and publishes both artifacts."""
+    closing = _sample(offergrid)
+    summary = coordinate_closing(closing, as_of=offergrid.sandbox.clock.now())
+
+    assert summary.created and summary.crm_closing_id == closing.crm_closing_id
+    assert {line.category for line in summary.lines} >= {"energy", "insurance"}
+    assert summary.next_placement is not None
+
+    async def read() -> tuple[list[Any], list[str]]:
+        async with get_client() as client:
+            keys = [artifact_key(kind, closing.crm_closing_id) for kind in ("plan", "timeline")]
+            from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+            )
+            runs = await client.read_flow_runs()
+            return artifacts, [run.name for run in runs]
+
+    import asyncio
+
+    artifacts, names = asyncio.run(read())
+    kinds = {artifact.type for artifact in artifacts}
+    assert kinds == {"table", "markdown"}
+    table = next(artifact for artifact in artifacts if artifact.type == "table")
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert {"service", "provider", "why", "service date", "order date", "status"} <= set(rows[0])
+    assert f"coordinate {closing.crm_closing_id}" in names
+    # No personal data in run names.
+    assert not any(closing.buyer.email in name or closing.buyer.full_name in name for name in names)
+
+
+def test_coordinating_twice_places_nothing_twice(offergrid: SandboxServer) -> None:
+    """A resent closing is recognised by its CRM ID: same closing, no second plan, no extra order."""
+    closing = _sample(offergrid)
+    now = offergrid.sandbox.clock.now()
+    first = coordinate_closing(closing, as_of=now)
+    _drive(offergrid, 12)
+    second = coordinate_closing(closing, as_of=offergrid.sandbox.clock.now())
+
+    assert second.closing_id == first.closing_id and not second.created
+    _assert_one_order_item_per_line(offergrid)
+
+
+def test_closing_runs_to_fulfilled_with_bulk_sync_and_cached_catalog(
+    offergrid: SandboxServer,
+) -> None:
+    """Three closings reach fulfilled; the catalog is read once per ZIP and orders in bulk only."""
+    today = offergrid.sandbox.clock.now().date()
+    closings = sample_closings(today)[:3]
+    for closing in closings:
+        coordinate_closing(closing, as_of=offergrid.sandbox.clock.now())
+    _drive(offergrid, 45)
+
+    with db_session() as session:
+        from preclose import repository
+
+        statuses = [
+            repository.get_closing_by_crm_id(session=session, crm_closing_id=c.crm_closing_id)
+            for c in closings
+        ]
+    assert [row.status if row else None for row in statuses] == [ClosingStatus.fulfilled] * 3
+    _assert_one_order_item_per_line(offergrid)
+
+    requests = _requests(offergrid)
+    zips = {closing.property.address.zip5 for closing in closings}
+    assert sum(requests.get("GET /reseller/catalog", {}).values()) == len(zips)
+    # Tracking is bulk: never one call per order.
+    assert "GET /reseller/orders/{order_id}" not in requests
+    outbox = (Path(os.environ["PRECLOSE_DATA_DIR"]) / "outbox.jsonl").read_text().splitlines()
+    milestones = {json.loads(line)["milestone"] for line in outbox}
+    assert {"plan_ready", "order_accepted", "order_scheduled", "order_fulfilled"} <= milestones
+
+
+def test_committed_then_failed_placement_is_found_not_repeated(offergrid: SandboxServer) -> None:
+    """An order created but answered with a 5xx is looked up on retry, never placed a second time."""
+    closing = _sample(offergrid, 1)
+    now = offergrid.sandbox.clock.now()
+    # Plan only: nothing is due on the first day of a closing three weeks out.
+    coordinate_closing(closing, as_of=now)
+    httpx.put(
+        f"{offergrid.url}/sandbox/faults",
+        json=FaultConfig(committed_then_failed_rate=1.0).model_dump(),
+    ).raise_for_status()
+    from tasks.policies import RetryPolicy, offergrid_task_options
+    from tasks.orders import place_order
+
+    fast = place_order.with_options(
+        **offergrid_task_options(RetryPolicy(retries=2, base_delay_seconds=0))
+    )
+    later = now + timedelta(days=30)
+    from tasks.orders import prepare_placements
+
+    placement_ids = prepare_placements.fn(None, later)
+    assert placement_ids
+    for pid in placement_ids:
+        fast(pid)
+    posts = _requests(offergrid)["POST /reseller/orders"]
+    assert posts.get("500") == len(placement_ids)  # each placement's only POST
+    assert sum(posts.values()) == len(placement_ids)
+    with db_session() as session:
+        states = {p.state for p in session.exec(select(Placement)).all()}
+    assert states == {PlacementState.placed}
+    _assert_one_order_item_per_line(offergrid)
+
+
+_CRASH_AFTER_POST = """
+import os, signal, sys, uuid
+import tasks.orders as orders
+
+def die(*args, **kwargs):
+    # Offergrid has answered with the new order; die before our database hears of it.
+    os.kill(os.getpid(), signal.SIGKILL)
+
+orders._record_placed = die
+orders.place_order.fn(uuid.UUID(sys.argv[1]))
+"""
+
+
+def test_process_killed_mid_placement_leaves_exactly_one_order(offergrid: SandboxServer) -> None:
+    """A placer killed between Offergrid's answer and our write: the next run adopts that order."""
+    closing = _sample(offergrid, 1)
+    now = offergrid.sandbox.clock.now()
+    coordinate_closing(closing, as_of=now)
+    from tasks.orders import prepare_placements
+
+    [placement_id] = prepare_placements.fn(None, now + timedelta(days=30))
+    child = subprocess.run(
+        [sys.executable, "-c", _CRASH_AFTER_POST, str(placement_id)],
+        cwd=ROOT,
+        env={**os.environ},
+        capture_output=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL
+    assert len(_sandbox_orders(offergrid)) == 1
+    with db_session() as session:
+        placement = session.get(Placement, placement_id)
+        assert placement is not None and placement.state == PlacementState.intent
+        # The dead placer's lease runs out.
+        placement.claimed_until = datetime.now(placement.created_at.tzinfo) - timedelta(seconds=1)
+        session.add(placement)
+
+    place_due_orders(as_of=now + timedelta(days=30))
+
+    assert len(_sandbox_orders(offergrid)) == 1
+    assert sum(_requests(offergrid)["POST /reseller/orders"].values()) == 1
+    with db_session() as session:
+        placement = session.get(Placement, placement_id)
+        assert placement is not None and placement.state == PlacementState.placed
+    _assert_one_order_item_per_line(offergrid)
+
+
+def test_bad_closing_input_fails_with_the_field_named(offergrid: SandboxServer) -> None:
+    """A closing dated in the past is refused before anything is stored or ordered."""
+    closing = _sample(offergrid).model_copy(
+        update={"closing_date": offergrid.sandbox.clock.now().date() - timedelta(days=3)}
+    )
+    state = coordinate_closing(closing, as_of=offergrid.sandbox.clock.now(), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ValueError, match="closing_date"):
+        state.result()
+    assert _sandbox_orders(offergrid) == []
