@@ -195,8 +195,8 @@ def test_committed_then_failed_placement_is_found_not_repeated(offergrid: Sandbo
         f"{offergrid.url}/sandbox/faults",
         json=FaultConfig(committed_then_failed_rate=1.0).model_dump(),
     ).raise_for_status()
-    from tasks.policies import RetryPolicy, offergrid_task_options
     from tasks.orders import place_order
+    from tasks.policies import RetryPolicy, offergrid_task_options
 
     fast = place_order.with_options(
         **offergrid_task_options(RetryPolicy(retries=2, base_delay_seconds=0))
