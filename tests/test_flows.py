@@ -111,7 +111,7 @@ def _assert_one_order_item_per_line(server: SandboxServer) -> None:
 
 
 def test_coordinate_stores_plans_and_publishes_artifacts(offergrid: SandboxServer) -> None:
-    """Coordinating a closing stores its plan, names the run for the closing, and publishes both artifacts."""
+    """Coordinating stores the plan, names the run for the closing, and publishes both artifacts."""
     closing = _sample(offergrid)
     summary = coordinate_closing(closing, as_of=offergrid.sandbox.clock.now())
 
@@ -144,7 +144,7 @@ def test_coordinate_stores_plans_and_publishes_artifacts(offergrid: SandboxServe
 
 
 def test_coordinating_twice_places_nothing_twice(offergrid: SandboxServer) -> None:
-    """A resent closing is recognised by its CRM ID: same closing, no second plan, no extra order."""
+    """A resent closing is known by its CRM ID: same closing, no second plan, no extra order."""
     closing = _sample(offergrid)
     now = offergrid.sandbox.clock.now()
     first = coordinate_closing(closing, as_of=now)
@@ -186,7 +186,7 @@ def test_closing_runs_to_fulfilled_with_bulk_sync_and_cached_catalog(
 
 
 def test_committed_then_failed_placement_is_found_not_repeated(offergrid: SandboxServer) -> None:
-    """An order created but answered with a 5xx is looked up on retry, never placed a second time."""
+    """An order created but answered 5xx is looked up on retry, never placed a second time."""
     closing = _sample(offergrid, 1)
     now = offergrid.sandbox.clock.now()
     # Plan only: nothing is due on the first day of a closing three weeks out.
@@ -238,7 +238,7 @@ def test_process_killed_mid_placement_leaves_exactly_one_order(offergrid: Sandbo
     from tasks.orders import prepare_placements
 
     [placement_id] = prepare_placements.fn(None, now + timedelta(days=30))
-    child = subprocess.run(
+    child = subprocess.run(  # noqa: S603  (our own interpreter and script)
         [sys.executable, "-c", _CRASH_AFTER_POST, str(placement_id)],
         cwd=ROOT,
         env={**os.environ},
