@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from prefect import flow, get_run_logger, tags
+from prefect import flow, get_run_logger
 
 from flows.place import place_due_orders
-from flows.runs import as_of_or_now, closing_tag, coordinate_run_name
+from flows.runs import as_of_or_now, closing_tag, coordinate_run_name, tag_this_run
 from models.closing import ClosingRequest
 from models.summary import ClosingSummary, LineSummary
 from preclose import repository
@@ -26,27 +26,31 @@ def coordinate_closing(closing: ClosingRequest, as_of: datetime | None = None) -
     """Store the closing, fetch what is offered at the address, plan, and place what is due now."""
     now = as_of_or_now(as_of)
     logger = get_run_logger()
-    with tags(closing_tag(closing.crm_closing_id)):
-        closing_id, created = store_closing(closing, now)
-        offers = cached_fetch_offers()(zip_code=closing.property.address.zip5)
-        plan = plan_and_store(closing_id, offers, now)
-        logger.info(
-            "Planned %d services for %s (%d at risk)",
-            len(plan.lines),
-            closing.crm_closing_id,
-            len(plan.at_risk),
-        )
-        services = [
-            f"{line.category.capitalize()} from "
-            f"{line.choice.provider_name or line.choice.offer_name}"
-            for line in plan.lines
-            if line.choice is not None
-        ]
-        if services:
-            notify_milestone(closing_id, Milestone.plan_ready, topic="plan", services=services)
-        placed = place_due_orders(crm_closing_id=closing.crm_closing_id, as_of=now)
-        publish_closing(closing_id, now)
-    return summarize(closing_id, created=created, orders=placed.orders, problems=plan.problems)
+    tag_this_run(closing_tag(closing.crm_closing_id))
+    closing_id, created = store_closing(closing, now)
+    offers = cached_fetch_offers()(zip_code=closing.property.address.zip5)
+    plan = plan_and_store(closing_id, offers, now)
+    logger.info(
+        "Planned %d services for %s (%d at risk)",
+        len(plan.lines),
+        closing.crm_closing_id,
+        len(plan.at_risk),
+    )
+    services = [
+        f"{line.category.capitalize()} from {line.choice.provider_name or line.choice.offer_name}"
+        for line in plan.lines
+        if line.choice is not None
+    ]
+    if services:
+        notify_milestone(closing_id, Milestone.plan_ready, topic="plan", services=services)
+    today = closing.local_date(now)
+    due_now = any(line.choice is not None and line.placement_date <= today for line in plan.lines)
+    # A subflow run costs the Prefect API several calls: start one only when an order is due.
+    orders = (
+        place_due_orders(crm_closing_id=closing.crm_closing_id, as_of=now).orders if due_now else []
+    )
+    publish_closing(closing_id, now)
+    return summarize(closing_id, created=created, orders=orders, problems=plan.problems)
 
 
 def summarize(

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from prefect import flow, get_run_logger
 
-from flows.runs import as_of_or_now, place_run_name
+from flows.runs import as_of_or_now, closing_tag, place_run_name, tag_this_run
 from models.summary import PlacementSummary
 from preclose import repository
 from preclose.runtime import db_session
@@ -26,6 +26,7 @@ def place_due_orders(
         if row is None:
             raise ValueError(f"crm_closing_id: no closing {crm_closing_id!r} is known")
         closing_id = row.id
+        tag_this_run(closing_tag(crm_closing_id))
     placement_ids = prepare_placements(closing_id, now)
     # One closing's refused order must not hold back the others: each is its own task run, and
     # a failure stays visible there (and on the plan line) while the rest go out.

@@ -48,3 +48,23 @@ def place_run_name() -> str:
 def sync_run_name() -> str:
     """`sync orders as of 2026-12-01 09:00`."""
     return f"sync orders as of {_as_of_label()}"
+
+
+def follow_up_run_name() -> str:
+    """`follow up CRM-123`."""
+    return f"follow up {flow_run.parameters.get('crm_closing_id', '?')}"
+
+
+def tag_this_run(*tags: str) -> None:
+    """Add tags to the running flow run, so the UI can filter runs by closing (one API call)."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    merged = sorted(set(context.flow_run.tags) | set(tags))
+    if merged == sorted(context.flow_run.tags):
+        return
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(context.flow_run.id, tags=merged)

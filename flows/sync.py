@@ -8,21 +8,14 @@ from datetime import datetime, timedelta
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from flows.follow_up import follow_up
 from flows.runs import as_of_or_now, sync_run_name
 from models.summary import SyncSummary
 from models.tables import StatusSource
-from preclose.notify import Milestone
 from preclose.settings import get_settings
-from preclose.tracking import milestone_for, updates_from_orders
-from tasks.artifacts import publish_closing
-from tasks.notifications import notify_milestone
+from preclose.tracking import updates_from_orders
 from tasks.orders import list_orders
-from tasks.tracking import (
-    apply_updates,
-    assess_risks,
-    complete_fulfilled_closings,
-    open_item_ids,
-)
+from tasks.tracking import apply_updates, open_item_ids
 
 
 def status_period(as_of: datetime, minutes: float) -> str:
@@ -36,7 +29,7 @@ def status_period(as_of: datetime, minutes: float) -> str:
 
 @flow(name="sync orders", flow_run_name=sync_run_name)
 def sync_orders(as_of: datetime | None = None) -> SyncSummary:
-    """Read every order once, apply changes, tell people, flag risks, close fulfilled closings."""
+    """Read every order once, apply what changed, then follow up every closing it touched."""
     now = as_of_or_now(as_of)
     logger = get_run_logger()
     item_ids = open_item_ids()
@@ -51,44 +44,19 @@ def sync_orders(as_of: datetime | None = None) -> SyncSummary:
     update_progress_artifact(progress, 40.0)
     changes = apply_updates(updates_from_orders(orders, item_ids), StatusSource.sync)
     update_progress_artifact(progress, 70.0)
-    touched = {change.closing_id for change in changes}
-    for change in changes:
-        milestone = milestone_for(change.status)
-        if milestone is None:
-            continue
-        notify_milestone(
-            change.closing_id,
-            milestone,
-            topic=change.category,
-            category=change.category,
-            provider=change.provider,
-            scheduled_for=change.scheduled_for,
-            account_number=change.account_number,
-        )
-    risks = assess_risks(now)
-    for risk in risks:
-        touched.add(risk.closing_id)
-        notify_milestone(
-            risk.closing_id,
-            Milestone.order_at_risk,
-            topic=f"{risk.category}:{risk.reason}",
-            category=risk.category,
-            provider=risk.provider,
-        )
-    fulfilled = complete_fulfilled_closings()
-    for closing_id in touched | set(fulfilled):
-        publish_closing(closing_id, now)
+    # Time-based risks (no provider response in 48 h) need every live closing looked at.
+    followed = follow_up({change.closing_id for change in changes}, now, all_risks=True)
     update_progress_artifact(progress, 100.0)
     logger.info(
         "Checked %d open items: %d changed, %d new risks, %d closings fulfilled",
         len(item_ids),
         len(changes),
-        len(risks),
-        len(fulfilled),
+        followed.risks,
+        len(followed.fulfilled_closings),
     )
     return SyncSummary(
         open_items=len(item_ids),
         changes=len(changes),
-        risks=len(risks),
-        fulfilled_closings=fulfilled,
+        risks=followed.risks,
+        fulfilled_closings=followed.fulfilled_closings,
     )

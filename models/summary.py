@@ -50,3 +50,11 @@ class SyncSummary(BaseModel):
     changes: int = Field(0, title="Statuses changed")
     risks: int = Field(0, title="New risks")
     fulfilled_closings: list[uuid.UUID] = Field(default_factory=list)
+
+
+class FollowUpSummary(BaseModel):
+    """What one follow-up told, flagged and closed out."""
+
+    messages: int = Field(0, title="Messages sent")
+    risks: int = Field(0, title="New risks")
+    fulfilled_closings: list[uuid.UUID] = Field(default_factory=list)

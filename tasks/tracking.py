@@ -103,17 +103,20 @@ def _service_deadline(line: PlanLineRow) -> date:
 
 
 @task(name="assess risks", cache_policy=NONE)
-def assess_risks(as_of: datetime) -> list[RiskFinding]:
+def assess_risks(as_of: datetime, closing_id: uuid.UUID | None = None) -> list[RiskFinding]:
     """Mark placed lines whose order endangers the service date; returns the newly found ones."""
     findings: list[RiskFinding] = []
     with db_session() as session:
-        rows = session.exec(
+        statement = (
             select(OrderItem, PlanLineRow, Placement, Closing)
             .join(PlanLineRow, col(PlanLineRow.id) == col(OrderItem.plan_line_id))
             .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
             .join(Closing, col(Closing.id) == col(Placement.closing_id))
             .where(col(Closing.status).in_(list(repository.LIVE_CLOSING_STATUSES)))
-        ).all()
+        )
+        if closing_id is not None:
+            statement = statement.where(col(Closing.id) == closing_id)
+        rows = session.exec(statement).all()
         for item, line, placement, closing in rows:
             reason = risk_of(
                 ItemFacts(
@@ -161,3 +164,38 @@ def complete_fulfilled_closings() -> list[uuid.UUID]:
                 )
                 done.append(closing.id)
     return done
+
+
+@dataclass(frozen=True)
+class ItemNews:
+    """What a person may need to hear about one item as it stands now."""
+
+    category: str
+    attempt: int
+    provider: str | None
+    status: str
+    scheduled_for: datetime | None
+    account_number: str | None
+
+
+@task(name="item news", cache_policy=NONE)
+def item_news(closing_id: uuid.UUID) -> list[ItemNews]:
+    """Every placed item of a closing with its current status: the news is derived from state."""
+    with db_session() as session:
+        rows = session.exec(
+            select(OrderItem, PlanLineRow)
+            .join(PlanLineRow, col(PlanLineRow.id) == col(OrderItem.plan_line_id))
+            .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
+            .where(col(Placement.closing_id) == closing_id, col(OrderItem.status).is_not(None))
+        ).all()
+        return [
+            ItemNews(
+                category=line.category,
+                attempt=line.attempt,
+                provider=line.provider_name,
+                status=str(item.status),
+                scheduled_for=item.scheduled_for,
+                account_number=item.account_number,
+            )
+            for item, line in rows
+        ]

@@ -1,0 +1,361 @@
+"""Benchmark: N closings over M ZIPs, request to fulfilled, preclose against the docs' own pattern.
+
+Runs on the local Offergrid (virtual clock, default provider timing, rate limit windows scaled so a
+run takes minutes, not hours) in a separate process, so this process's CPU time is the
+coordinator's alone (the Prefect API is its own subprocess too). Prints:
+
+- Offergrid requests per closing, by endpoint, and the 429s received;
+- the share of the rate ceiling used while a backlog of orders waits (target >= 97%, zero 429s);
+- coordinator wall and CPU time per closing;
+- the share of essential services live by the day they were needed (closings booked >= 21 days out);
+- the same request figures for a baseline that follows the docs' integration pattern: catalog
+  fetched per closing, one order per service, each order polled every 5 minutes until it ends.
+  The baseline places its orders for real on a second sandbox; its polls are counted from each
+  order's real history rather than sent, because sending them is what the ceiling forbids.
+
+    .venv/bin/python benchmarks/closings.py                      # 1,000 closings over 100 ZIPs
+    .venv/bin/python benchmarks/closings.py --closings 200 --zips 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+START = datetime(2027, 3, 1, 15, 0, tzinfo=UTC)
+POLL_EVERY = timedelta(minutes=5)
+FINAL = {"completed", "active", "rejected", "failed", "cancelled"}
+
+_SERVER = """
+import json, sys
+from offergrid_sandbox.config import SandboxConfig
+from offergrid_sandbox.server import serve
+config = SandboxConfig.model_validate_json(sys.argv[2])
+serve(host="127.0.0.1", port=int(sys.argv[1]), config=config)
+"""
+
+
+def start_sandbox(port: int, scale: float, seed: int) -> subprocess.Popen[bytes]:
+    """A virtual-clock local Offergrid in its own process, rate windows scaled by `scale`."""
+    from offergrid_sandbox.config import RateLimitConfig, SandboxConfig
+
+    config = SandboxConfig(
+        clock="virtual",
+        seed=seed,
+        start_time=START,
+        rate_limit=RateLimitConfig(minute_seconds=60 * scale, hour_seconds=3600 * scale),
+    )
+    process = subprocess.Popen(  # noqa: S603  (our interpreter, our script)
+        [sys.executable, "-c", _SERVER, str(port), config.model_dump_json()],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).raise_for_status()
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("the local Offergrid did not start")
+
+
+def make_closings(count: int, zips: int, seed: int) -> list[Any]:
+    """`count` closings over the first `zips` served ZIPs, booked 21 to 45 days ahead."""
+    import random
+
+    from models.samples import sample_closings
+    from offergrid_sandbox.catalog import seed_catalog
+
+    places = seed_catalog(seed).zip_places
+    chosen = sorted(places)[:zips]
+    templates = sample_closings(START.date())
+    rng = random.Random(seed)
+    closings = []
+    for index in range(count):
+        template = templates[index % len(templates)]
+        zip_code = chosen[index % len(chosen)]
+        city, state = places[zip_code]
+        closing_date = START.date() + timedelta(days=rng.randint(21, 45))
+        while closing_date.weekday() >= 5:
+            closing_date += timedelta(days=1)
+        address = template.property.address.model_copy(
+            update={"zip_code": zip_code, "city": city, "state": state}
+        )
+        closings.append(
+            template.model_copy(
+                update={
+                    "crm_closing_id": f"BENCH-{index:05d}",
+                    "property": template.property.model_copy(update={"address": address}),
+                    "closing_date": closing_date,
+                    "move_in_date": None,
+                    "time_zone": _zone_for(state),
+                    "preferences": template.preferences.model_copy(
+                        update={"budget_caps": [], "preferred_providers": []}
+                    ),
+                }
+            )
+        )
+    return closings
+
+
+def _zone_for(state: str) -> str:
+    return {
+        "CA": "America/Los_Angeles",
+        "WA": "America/Los_Angeles",
+        "CO": "America/Denver",
+        "TX": "America/Chicago",
+        "IL": "America/Chicago",
+    }.get(state, "America/New_York")
+
+
+def run_preclose(closings: list[Any], url: str, scale: float, days: int) -> dict[str, Any]:
+    """Coordinate every closing through the flows; returns the figures."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.coordinate import coordinate_closing
+    from flows.place import place_due_orders
+    from flows.sync import sync_orders
+    from offergrid_sandbox.config import RESELLER_KEY
+
+    os.environ.update(
+        PRECLOSE_OFFERGRID_BASE_URL=url,
+        PRECLOSE_OFFERGRID_API_KEY=RESELLER_KEY,
+        PRECLOSE_RATE_LIMIT_WINDOW_SCALE=str(scale),
+    )
+    now = START
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        for closing in closings:
+            coordinate_closing(closing, as_of=now)
+        for _ in range(days):
+            httpx.post(f"{url}/sandbox/clock/advance", json={"seconds": 86_400}).raise_for_status()
+            now += timedelta(days=1)
+            place_due_orders(as_of=now)
+            sync_orders(as_of=now)
+    return {"wall": time.perf_counter() - wall0, "cpu": time.process_time() - cpu0}
+
+
+def ceiling_share(scale: float, limit: int) -> tuple[float, int]:
+    """Share of the ceiling used over the windows where calls queued (a window's worth or more)."""
+    from sqlmodel import col, select
+
+    from models.tables import ApiCall
+    from preclose.runtime import db_session
+
+    window = 60 * scale
+    with db_session() as session:
+        stamps = sorted(row.timestamp() for row in session.exec(select(col(ApiCall.at))).all())
+    # Bursts: runs of calls with gaps shorter than a second of waiting for the limiter.
+    bursts: list[list[float]] = []
+    for stamp in stamps:
+        if bursts and stamp - bursts[-1][-1] < 1.0:
+            bursts[-1].append(stamp)
+        else:
+            bursts.append([stamp])
+    used = capacity = 0.0
+    for burst in bursts:
+        if len(burst) <= limit:
+            continue  # no backlog: the whole burst fitted in one window
+        span = burst[-1] - burst[0]
+        used += len(burst) - 1
+        capacity += span / window * limit
+    return (used / capacity if capacity else float("nan")), len(bursts)
+
+
+def live_on_time_share() -> tuple[int, int]:
+    """(essential lines live by their service date, essential lines) over all closings."""
+    from zoneinfo import ZoneInfo
+
+    from sqlmodel import col, select
+
+    from models.tables import Closing, ItemStatusHistory, OrderItem, PlanLineRow
+    from preclose.runtime import db_session
+
+    on_time = total = 0
+    with db_session() as session:
+        lines = session.exec(
+            select(PlanLineRow, Closing)
+            .join(Closing, col(Closing.id) == col(PlanLineRow.closing_id))
+            .where(col(PlanLineRow.importance) == "essential")
+        ).all()
+        # Count each category once per closing (its latest attempt decides).
+        latest: dict[tuple[Any, str], tuple[PlanLineRow, Closing]] = {}
+        for line, closing in lines:
+            key = (closing.id, line.category)
+            if key not in latest or line.attempt > latest[key][0].attempt:
+                latest[key] = (line, closing)
+        for line, closing in latest.values():
+            total += 1
+            item = session.exec(select(OrderItem).where(OrderItem.plan_line_id == line.id)).first()
+            if item is None:
+                continue
+            live = session.exec(
+                select(ItemStatusHistory.at)
+                .where(ItemStatusHistory.order_item_id == item.id)
+                .where(col(ItemStatusHistory.status).in_(["completed", "active"]))
+                .order_by(col(ItemStatusHistory.at))
+            ).first()
+            zone = ZoneInfo(closing.time_zone)
+            if live is not None and live.astimezone(zone).date() <= line.service_date:
+                on_time += 1
+    return on_time, total
+
+
+def run_baseline(closings: list[Any], url: str, days: int) -> dict[str, Any]:
+    """The docs' pattern: catalog per closing, an order per service, 5-minute polls (counted)."""
+    from offergrid import OffergridClient
+    from offergrid_sandbox.config import RESELLER_KEY
+    from preclose.placing import order_request
+    from preclose.recommend import recommend
+    from preclose.runtime import policy
+    from preclose.timing import plan_closing
+
+    rules = policy()
+    due: dict[date, list[tuple[Any, str]]] = {}
+    sent: Counter[str] = Counter()
+    with OffergridClient(api_key=RESELLER_KEY, base_url=url, timeout=httpx.Timeout(30)) as client:
+        for closing in closings:
+            offers = client.list_offers(zip_code=closing.property.address.zip5)
+            sent["GET /reseller/catalog"] += 1
+            plan = plan_closing(
+                closing, recommend(closing, offers, rules, address_scoped=True), rules, as_of=START
+            )
+            for line in plan.lines:
+                if line.choice is not None:
+                    due.setdefault(line.placement_date, []).append((closing, line.choice.offer_id))
+        today = START.date()
+        for day in range(days + 1):
+            for closing, offer_id in due.pop(today + timedelta(days=day), []):
+                request = order_request(
+                    closing, [offer_id], intent_key=f"baseline-{day}-{offer_id}"
+                )
+                for attempt in range(30):
+                    try:
+                        client.place_order(
+                            request, idempotency_key=f"b-{closing.crm_closing_id}-{offer_id}"
+                        )
+                        break
+                    except Exception:  # the docs' pattern: back off and try again
+                        time.sleep(min(2**attempt * 0.05, 2))
+                sent["POST /reseller/orders"] += 1
+            httpx.post(f"{url}/sandbox/clock/advance", json={"seconds": 86_400}).raise_for_status()
+    orders = httpx.get(f"{url}/sandbox/orders", timeout=60).json()
+    polls = 0
+    peak: Counter[int] = Counter()
+    for order in orders:
+        created = datetime.fromisoformat(order["createdAt"].replace("Z", "+00:00"))
+        ends = [
+            datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00"))
+            for item in order["items"]
+            for entry in item.get("history", [])
+            if entry.get("status") in FINAL
+        ]
+        end = max(ends) if ends else START + timedelta(days=days)
+        count = math.ceil((end - created) / POLL_EVERY) + 1
+        polls += count
+        for tick in range(count):
+            peak[int((created + tick * POLL_EVERY).timestamp() // 60)] += 1
+    return {"sent": dict(sent), "polls": polls, "peak_per_minute": max(peak.values(), default=0)}
+
+
+def main() -> None:
+    """Run both coordinators and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--closings", type=int, default=1000)
+    parser.add_argument("--zips", type=int, default=100)
+    parser.add_argument("--days", type=int, default=60, help="simulated days to track")
+    parser.add_argument("--window-scale", type=float, default=0.2, help="rate windows x this")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="preclose-bench-"))
+    os.environ.update(
+        PRECLOSE_DATA_DIR=str(work),
+        PRECLOSE_DATABASE_URL=f"sqlite:///{work / 'bench.db'}",
+        PREFECT_HOME=str(work / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="ERROR",
+    )
+    from offergrid_sandbox.catalog import seed_catalog
+
+    served = len(seed_catalog(args.seed).zip_places)
+    zips = min(args.zips, served)
+    closings = make_closings(args.closings, zips, args.seed)
+    print(
+        f"{len(closings)} closings over {zips} ZIPs (the local Offergrid serves {served}), "
+        f"{args.days} simulated days, rate windows x{args.window_scale} "
+        f"(100 per {60 * args.window_scale:.1f} s)"
+    )
+
+    ours = start_sandbox(18_765, args.window_scale, args.seed)
+    try:
+        url = "http://127.0.0.1:18765"
+        timing = run_preclose(closings, url, args.window_scale, args.days)
+        stats = httpx.get(f"{url}/sandbox/requests").json()["byEndpoint"]
+    finally:
+        ours.terminate()
+    share, bursts = ceiling_share(args.window_scale, 100)
+    on_time, essential = live_on_time_share()
+    total = sum(sum(codes.values()) for codes in stats.values())
+    too_many = sum(codes.get("429", 0) for codes in stats.values())
+    print("\npreclose")
+    for endpoint, codes in sorted(stats.items()):
+        count = sum(codes.values())
+        print(f"  {endpoint:<34} {count:>7}  {count / len(closings):6.2f} per closing  {codes}")
+    print(f"  {'all requests':<34} {total:>7}  {total / len(closings):6.2f} per closing")
+    print(f"  429s received: {too_many}")
+    print(f"  share of the rate ceiling used while orders queued: {share:.1%} ({bursts} bursts)")
+    print(
+        f"  coordinator time per closing: {timing['wall'] / len(closings) * 1000:.0f} ms wall, "
+        f"{timing['cpu'] / len(closings) * 1000:.0f} ms CPU"
+    )
+    print(
+        f"  essential services live by the day needed: {on_time}/{essential} "
+        f"({on_time / essential:.1%})"
+        if essential
+        else "  no essential services"
+    )
+
+    if not args.skip_baseline:
+        # The baseline's windows are shrunk to nothing: its polls are counted, and its orders may
+        # go as fast as the sandbox takes them.
+        theirs = start_sandbox(18_766, 0.0001, args.seed)
+        try:
+            base = run_baseline(closings, "http://127.0.0.1:18766", args.days)
+        finally:
+            theirs.terminate()
+        sent = sum(base["sent"].values())
+        base_total = sent + base["polls"]
+        print("\nbaseline (the docs' pattern)")
+        for endpoint, count in sorted(base["sent"].items()):
+            print(f"  {endpoint:<34} {count:>7}  {count / len(closings):6.2f} per closing")
+        print(
+            f"  {'GET /reseller/orders/{id} (polls)':<34} {base['polls']:>7}  "
+            f"{base['polls'] / len(closings):6.2f} per closing"
+        )
+        print(
+            f"  {'all requests':<34} {base_total:>7}  {base_total / len(closings):6.2f} per closing"
+        )
+        print(
+            f"  peak polling pace: {base['peak_per_minute']} requests a minute (the ceiling is 100)"
+        )
+        print(f"\nratio: preclose uses {total / base_total:.2%} of the baseline's requests")
+
+
+if __name__ == "__main__":
+    main()
