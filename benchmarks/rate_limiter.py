@@ -31,7 +31,7 @@ from offergrid import OffergridClient
 from offergrid.errors import RateLimitError
 from offergrid_sandbox.config import RESELLER_TEAM, ApiKeyConfig, RateLimitConfig, SandboxConfig
 from offergrid_sandbox.server import running_sandbox
-from preclose.db import make_engine
+from preclose.db import make_engine, open_database
 from preclose.ratelimit import (
     DatabaseRateLimiter,
     PrefectRateLimiter,
@@ -39,7 +39,6 @@ from preclose.ratelimit import (
     RateWindows,
     Reservation,
     SettlingRateLimiter,
-    create_rate_limit_tables,
     ensure_offergrid_rate_limit,
     key_fingerprint,
     rate_limited_http_client,
@@ -225,9 +224,7 @@ def main() -> None:
         if database_url is None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="ratebench-"))
             database_url = f"sqlite:///{folder}/limits.db"
-        engine = make_engine(database_url)
-        create_rate_limit_tables(engine)
-        engine.dispose()
+        open_database(database_url).dispose()  # the app's schema, the limiter's tables included
         prefect_api_url = None
         if "prefect" in args.limiter:
             from prefect.settings import PREFECT_API_URL

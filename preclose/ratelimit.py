@@ -52,8 +52,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LIMIT_NAME_PREFIX = "offergrid-api"
-# Share of the minute window added to both windows: covers the time between our admission and
-# Offergrid's count (scheduling, connection set-up), which differs from one call to the next.
+# Share of the minute window added to both windows: covers calls never settled (no answer came,
+# or a limiter used without the HTTP hooks), dated by admission though Offergrid counts them later.
 DEFAULT_MARGIN_SHARE = 0.02
 
 
@@ -167,11 +167,6 @@ class RateLimitCall(SQLModel, table=True):
 
 _KEYS: sa.Table = RateLimitKey.__table__  # type: ignore[attr-defined]
 _CALLS: sa.Table = RateLimitCall.__table__  # type: ignore[attr-defined]
-
-
-def create_rate_limit_tables(engine: Engine) -> None:
-    """Create the limiter's two tables if missing (tests and benchmarks; the app migrates)."""
-    SQLModel.metadata.create_all(engine, tables=[_KEYS, _CALLS])
 
 
 class DatabaseRateLimiter:
@@ -319,6 +314,8 @@ class DatabaseRateLimiter:
 
 
 # Prefect global concurrency limit ----------------------------------------------------------------
+# Prefect is imported inside these functions: the database limiter (CLI, worker processes) should
+# not pay for loading it.
 
 
 def prefect_limit_name(fingerprint: str) -> str:
@@ -411,7 +408,8 @@ class PrefectRateLimiter:
         """Block until the bucket has `n` slots; fails if the limit does not exist (strict)."""
         from prefect.concurrency.sync import rate_limit
 
-        self.windows.check(n)
+        if not 1 <= n <= self.capacity:
+            raise ValueError(f"n must be between 1 and {self.capacity} (the bucket's capacity)")
         rate_limit(self.name, occupy=n, strict=True)
 
     def defer(self, seconds: float) -> None:

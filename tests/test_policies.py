@@ -32,11 +32,10 @@ from offergrid_sandbox.config import (
     SandboxConfig,
 )
 from offergrid_sandbox.server import running_sandbox
-from preclose.db import make_engine
+from preclose.db import make_engine, open_database
 from preclose.ratelimit import (
     DatabaseRateLimiter,
     RateWindows,
-    create_rate_limit_tables,
     key_fingerprint,
     rate_limit_hooks,
 )
@@ -198,10 +197,8 @@ CASES = [
 @pytest.fixture
 def wiring(tmp_path: Path) -> Iterator[Wiring]:
     """A fresh wiring with the limiter's tables in a temporary SQLite file."""
-    url = f"sqlite:///{tmp_path / 'limits.db'}"
-    engine = make_engine(url)
-    create_rate_limit_tables(engine)
-    engine.dispose()
+    url = f"sqlite:///{tmp_path / 'preclose.db'}"
+    open_database(url).dispose()  # migrated: the limiter's tables are part of the schema
     WIRING.reset(database_url=url)
     yield WIRING
 

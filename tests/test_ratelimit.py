@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,11 @@ from offergrid import OffergridClient
 from offergrid.errors import RateLimitError
 from offergrid_sandbox.config import RESELLER_KEY, RateLimitConfig, SandboxConfig
 from offergrid_sandbox.server import running_sandbox
-from preclose.db import make_engine
 from preclose.ratelimit import (
     DatabaseRateLimiter,
     PrefectRateLimiter,
     RateLimiter,
     RateWindows,
-    create_rate_limit_tables,
     ensure_offergrid_rate_limit,
     get_rate_limiter,
     key_fingerprint,
@@ -35,10 +32,11 @@ from preclose.ratelimit import (
     token_bucket,
 )
 from preclose.settings import Settings
-from tests.fixtures_db import BACKENDS, PostgresUnreachable, postgres_unavailable
-from tests.fixtures_db import temporary_postgres_database as _temporary_postgres_database
+from tests import fixtures_db
 
 pytest_plugins = ["tests.fixtures_prefect"]
+
+engine = fixtures_db.engine  # a migrated database per test: SQLite file, then PostgreSQL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,36 +76,15 @@ def hammer(limiter: RateLimiter, *, threads: int, calls: int) -> list[float]:
     return stamps
 
 
-@pytest.fixture(params=BACKENDS)
-def limiter_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL holding just the limiter's tables: a SQLite file, or a fresh PostgreSQL db."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'limits.db'}"
-        engine = make_engine(url)
-        create_rate_limit_tables(engine)
-        engine.dispose()
-        yield url
-        return
-    try:
-        with _temporary_postgres_database() as url:
-            engine = make_engine(url)
-            create_rate_limit_tables(engine)
-            engine.dispose()
-            yield url
-    except PostgresUnreachable as err:
-        postgres_unavailable(str(err))
-
-
-@pytest.fixture
-def limiter_engine(limiter_url: str) -> Iterator[Engine]:
-    """An engine on `limiter_url`."""
-    engine = make_engine(limiter_url)
-    yield engine
-    engine.dispose()
+# The tests time each call when acquire() returns, a little after the limiter admitted it; a margin
+# wider than that scheduling jitter keeps what they measure within the window.
+TEST_MARGIN = 0.1
 
 
 def _db_limiter(engine: Engine, windows: RateWindows) -> DatabaseRateLimiter:
-    return DatabaseRateLimiter(engine, fingerprint=uuid.uuid4().hex[:16], windows=windows)
+    return DatabaseRateLimiter(
+        engine, fingerprint=uuid.uuid4().hex[:16], windows=windows, margin_seconds=TEST_MARGIN
+    )
 
 
 # Keys ----------------------------------------------------------------------------------------
@@ -123,13 +100,13 @@ def test_fingerprint_is_stable_and_one_way() -> None:
     assert prefect_limit_name(fingerprint) == f"offergrid-api:{fingerprint}"
 
 
-def test_limiter_never_shows_the_key(limiter_engine: Engine) -> None:
+def test_limiter_never_shows_the_key(engine: Engine) -> None:
     """The limiter built from settings knows the key only by fingerprint, in repr and in rows."""
     key = "og_live_supersecret_123"
-    limiter = get_rate_limiter(key, settings=Settings(), engine=limiter_engine)
+    limiter = get_rate_limiter(key, settings=Settings(), engine=engine)
     limiter.acquire()
     assert key not in repr(limiter)
-    with limiter_engine.connect() as conn:
+    with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT key_fingerprint FROM rate_limit_key").all()
     assert rows == [(key_fingerprint(key),)]
 
@@ -156,9 +133,9 @@ def test_token_bucket_never_admits_more_than_a_window(windows: RateWindows) -> N
 
 
 @pytest.mark.parametrize("n", [0, -1, 11])
-def test_acquire_rejects_impossible_counts(limiter_engine: Engine, n: int) -> None:
+def test_acquire_rejects_impossible_counts(engine: Engine, n: int) -> None:
     """Asking for no calls, or more than a window holds, is an error naming `n`."""
-    limiter = _db_limiter(limiter_engine, RateWindows(10, 100, 1.0, 10.0))
+    limiter = _db_limiter(engine, RateWindows(10, 100, 1.0, 10.0))
     with pytest.raises(ValueError, match="n must be between 1 and 10"):
         limiter.acquire(n)
 
@@ -166,38 +143,38 @@ def test_acquire_rejects_impossible_counts(limiter_engine: Engine, n: int) -> No
 # The database sliding log ----------------------------------------------------------------------
 
 
-def test_database_limiter_keeps_the_minute_window(limiter_engine: Engine) -> None:
+def test_database_limiter_keeps_the_minute_window(engine: Engine) -> None:
     """Four threads hammering one key never get more than per_minute calls into any window."""
     windows = RateWindows(per_minute=10, per_hour=10_000, minute_seconds=0.5, hour_seconds=60)
-    stamps = hammer(_db_limiter(limiter_engine, windows), threads=3, calls=8)
+    stamps = hammer(_db_limiter(engine, windows), threads=3, calls=8)
     assert len(stamps) == 24
     assert max_in_window(stamps, windows.minute_seconds) == 10  # the ceiling, and no more
     # The first window's burst went through at once, so the limiter is not merely slow.
     assert sorted(stamps)[9] - min(stamps) < windows.minute_seconds
 
 
-def test_database_limiter_keeps_the_hour_window(limiter_engine: Engine) -> None:
+def test_database_limiter_keeps_the_hour_window(engine: Engine) -> None:
     """When the long window is the tighter one, it holds too."""
     windows = RateWindows(per_minute=4, per_hour=6, minute_seconds=0.1, hour_seconds=0.6)
-    stamps = hammer(_db_limiter(limiter_engine, windows), threads=3, calls=4)
+    stamps = hammer(_db_limiter(engine, windows), threads=3, calls=4)
     assert max_in_window(stamps, windows.hour_seconds) <= 6
     assert max_in_window(stamps, windows.minute_seconds) <= 4
 
 
-def test_database_limiter_counts_several_calls_at_once(limiter_engine: Engine) -> None:
+def test_database_limiter_counts_several_calls_at_once(engine: Engine) -> None:
     """acquire(n) takes n slots: a second acquire(3) waits when only 5 fit in the window."""
     windows = RateWindows(per_minute=5, per_hour=100, minute_seconds=0.4, hour_seconds=10)
-    limiter = _db_limiter(limiter_engine, windows)
+    limiter = _db_limiter(engine, windows)
     limiter.acquire(3)
     assert limiter.try_acquire(3) > 0
     assert limiter.try_acquire(2) == 0
 
 
-def test_defer_holds_every_caller_and_never_shortens(limiter_engine: Engine) -> None:
+def test_defer_holds_every_caller_and_never_shortens(engine: Engine) -> None:
     """After defer(s), the next call waits about s; a shorter later defer changes nothing."""
     windows = RateWindows(per_minute=100, per_hour=1000, minute_seconds=1, hour_seconds=10)
-    limiter = _db_limiter(limiter_engine, windows)
-    other = DatabaseRateLimiter(limiter_engine, fingerprint=limiter.fingerprint, windows=windows)
+    limiter = _db_limiter(engine, windows)
+    other = DatabaseRateLimiter(engine, fingerprint=limiter.fingerprint, windows=windows)
     limiter.defer(0.4)
     limiter.defer(0.1)
     wait = other.try_acquire()
@@ -213,7 +190,9 @@ from preclose.db import make_engine
 from preclose.ratelimit import DatabaseRateLimiter, RateWindows
 url, fingerprint, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
 windows = RateWindows(per_minute=10, per_hour=10_000, minute_seconds=0.5, hour_seconds=60)
-limiter = DatabaseRateLimiter(make_engine(url), fingerprint=fingerprint, windows=windows)
+limiter = DatabaseRateLimiter(
+    make_engine(url), fingerprint=fingerprint, windows=windows, margin_seconds=0.1
+)
 print("ready", flush=True)
 sys.stdin.readline()
 stamps = []
@@ -224,12 +203,13 @@ print(json.dumps(stamps), flush=True)
 """
 
 
-def test_two_processes_share_one_database_limit(limiter_url: str) -> None:
+def test_two_processes_share_one_database_limit(engine: Engine) -> None:
     """Two processes on one key and one database together stay within the window."""
+    url = engine.url.render_as_string(hide_password=False)
     fingerprint = uuid.uuid4().hex[:16]
     children = [
         subprocess.Popen(  # noqa: S603 - our own interpreter running the script above
-            [sys.executable, "-c", _CHILD, limiter_url, fingerprint, "12"],
+            [sys.executable, "-c", _CHILD, url, fingerprint, "12"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -313,7 +293,9 @@ def test_prefect_limit_missing_is_an_error_not_a_free_pass() -> None:
 def test_prefect_limiter_keeps_the_window() -> None:
     """Threads sharing the Prefect limit never get more than per_minute calls into a window."""
     windows = RateWindows(per_minute=10, per_hour=10_000, minute_seconds=0.5, hour_seconds=60)
-    limiter = PrefectRateLimiter(fingerprint=uuid.uuid4().hex[:16], windows=windows)
+    limiter = PrefectRateLimiter(
+        fingerprint=uuid.uuid4().hex[:16], windows=windows, margin_seconds=TEST_MARGIN
+    )
     stamps = hammer(limiter, threads=2, calls=7)
     assert len(stamps) == 14
     assert max_in_window(stamps, windows.minute_seconds) <= 10
@@ -330,10 +312,10 @@ def test_prefect_defer_holds_the_next_call() -> None:
     assert time.monotonic() - started >= 0.9
 
 
-def test_settle_dates_a_call_by_its_answer(limiter_engine: Engine) -> None:
+def test_settle_dates_a_call_by_its_answer(engine: Engine) -> None:
     """A settled call counts from its answer, not its admission, so the window ends later."""
     windows = RateWindows(per_minute=1, per_hour=100, minute_seconds=0.5, hour_seconds=10)
-    limiter = _db_limiter(limiter_engine, windows)
+    limiter = _db_limiter(engine, windows)
     reservation = limiter.reserve()
     time.sleep(0.3)  # the call is on the wire
     limiter.settle(reservation)
@@ -374,10 +356,10 @@ _SCALED = RateLimitConfig(per_minute=10, per_hour=10_000, minute_seconds=0.5, ho
 _SCALED_WINDOWS = RateWindows(per_minute=10, per_hour=10_000, minute_seconds=0.5, hour_seconds=30)
 
 
-def test_database_limiter_gets_no_429_at_the_limit(limiter_engine: Engine) -> None:
+def test_database_limiter_gets_no_429_at_the_limit(engine: Engine) -> None:
     """Threads going flat out through the database limiter never hit the sandbox's 429."""
     limiter = DatabaseRateLimiter(
-        limiter_engine, fingerprint=key_fingerprint(RESELLER_KEY), windows=_SCALED_WINDOWS
+        engine, fingerprint=key_fingerprint(RESELLER_KEY), windows=_SCALED_WINDOWS
     )
     with running_sandbox(SandboxConfig(rate_limit=_SCALED)) as server:
         outcomes = _catalog_storm(server.url, limiter, threads=3, calls=7)
@@ -393,11 +375,11 @@ def test_prefect_limiter_gets_no_429_at_the_limit() -> None:
     assert outcomes.count("ok") == 15 and "429" not in outcomes
 
 
-def test_a_429_defers_every_caller_of_the_key(limiter_engine: Engine) -> None:
+def test_a_429_defers_every_caller_of_the_key(engine: Engine) -> None:
     """When another user of the key spent the window, our 429 holds the limiter for Retry-After."""
     windows = RateWindows(per_minute=100, per_hour=10_000, minute_seconds=60, hour_seconds=3600)
     limiter = DatabaseRateLimiter(
-        limiter_engine, fingerprint=key_fingerprint(RESELLER_KEY), windows=windows
+        engine, fingerprint=key_fingerprint(RESELLER_KEY), windows=windows
     )
     tight = RateLimitConfig(per_minute=2, per_hour=10_000, minute_seconds=1.0, hour_seconds=60)
     with running_sandbox(SandboxConfig(rate_limit=tight)) as server:
