@@ -18,7 +18,12 @@ from offergrid import OffergridClient
 from offergrid.client import CallRecord
 from preclose.db import get_engine, session_scope
 from preclose.policy import Policy, load_policy
-from preclose.ratelimit import RateLimiter, get_rate_limiter, rate_limited_http_client
+from preclose.ratelimit import (
+    RateLimiter,
+    get_rate_limiter,
+    key_fingerprint,
+    rate_limited_http_client,
+)
 from preclose.repository import record_api_call
 from preclose.settings import Settings, get_settings
 
@@ -68,11 +73,26 @@ def db_session(settings: Settings | None = None) -> Iterator[Session]:
         yield session
 
 
+_limiters: dict[tuple[object, ...], RateLimiter] = {}
+
+
 def rate_limiter(settings: Settings | None = None) -> RateLimiter:
-    """The limiter every process shares for the configured API key."""
+    """The limiter every process shares for the configured API key (one object per process)."""
     settings = settings or get_settings()
     _, key = offergrid_endpoint(settings)
-    return get_rate_limiter(key, settings=settings, engine=engine(settings))
+    identity = (
+        settings.database_url,
+        key_fingerprint(key),
+        settings.rate_limit_per_minute,
+        settings.rate_limit_per_hour,
+        settings.rate_limit_window_scale,
+    )
+    limiter = _limiters.get(identity)
+    if limiter is None:
+        limiter = _limiters[identity] = get_rate_limiter(
+            key, settings=settings, engine=engine(settings)
+        )
+    return limiter
 
 
 def _recorder(settings: Settings) -> Callable[[CallRecord], None]:
