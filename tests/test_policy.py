@@ -130,10 +130,10 @@ def test_energy_requirement_wants_electricity() -> None:
 
 
 def test_timing_defaults_follow_the_documented_norms() -> None:
-    """Lead times: internet 10, energy 5, insurance 3 (bound 3 business days before closing)."""
+    """Lead times: internet and energy 10, insurance 3 (bound 3 business days before closing)."""
     timing = POLICY.timing.categories
     assert {c: t.lead_business_days for c, t in timing.items()} == {
-        Category.ENERGY: 5,
+        Category.ENERGY: 10,
         Category.INSURANCE: 3,
         Category.INTERNET: 10,
         Category.SECURITY: 10,

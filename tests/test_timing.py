@@ -74,28 +74,28 @@ def test_business_day_arithmetic_skips_weekends_and_holidays() -> None:
 # (closing, move-in, category, service date, window end, ideal placement)
 TIMINGS = [
     # An ordinary Tuesday closing.
-    ("2026-12-15", None, "energy", "2026-12-15", "2026-12-15", "2026-12-08"),
+    ("2026-12-15", None, "energy", "2026-12-15", "2026-12-15", "2026-12-01"),
     ("2026-12-15", None, "insurance", "2026-12-10", "2026-12-10", "2026-12-07"),
     ("2026-12-15", None, "internet", "2026-12-15", "2026-12-15", "2026-12-01"),
     ("2026-12-15", None, "security", "2026-12-16", "2026-12-18", "2026-12-02"),
     ("2026-12-15", None, "television", "2026-12-16", "2026-12-18", "2026-12-02"),
     # A Saturday closing: deadlines move to Friday, "after" targets to the next week.
-    ("2026-12-12", None, "energy", "2026-12-11", "2026-12-11", "2026-12-04"),
+    ("2026-12-12", None, "energy", "2026-12-11", "2026-12-11", "2026-11-27"),
     ("2026-12-12", None, "internet", "2026-12-11", "2026-12-11", "2026-11-27"),
     ("2026-12-12", None, "insurance", "2026-12-09", "2026-12-09", "2026-12-04"),
     ("2026-12-12", None, "security", "2026-12-14", "2026-12-16", "2026-11-30"),
     # Thanksgiving: power on the Wednesday before; the lead time skips Veterans Day.
-    ("2026-11-26", None, "energy", "2026-11-25", "2026-11-25", "2026-11-18"),
+    ("2026-11-26", None, "energy", "2026-11-25", "2026-11-25", "2026-11-10"),
     ("2026-11-26", None, "internet", "2026-11-25", "2026-11-25", "2026-11-10"),
     ("2026-11-26", None, "insurance", "2026-11-23", "2026-11-23", "2026-11-18"),
     ("2026-11-26", None, "security", "2026-11-27", "2026-12-01", "2026-11-12"),
     # Christmas Day (a Friday).
-    ("2026-12-25", None, "energy", "2026-12-24", "2026-12-24", "2026-12-17"),
+    ("2026-12-25", None, "energy", "2026-12-24", "2026-12-24", "2026-12-10"),
     ("2026-12-25", None, "television", "2026-12-28", "2026-12-30", "2026-12-11"),
     # Pre-possession: move-in services follow the buyer in; power and insurance follow closing.
     ("2026-12-15", "2026-12-01", "internet", "2026-12-01", "2026-12-01", "2026-11-16"),
     ("2026-12-15", "2026-12-01", "security", "2026-12-02", "2026-12-04", "2026-11-17"),
-    ("2026-12-15", "2026-12-01", "energy", "2026-12-15", "2026-12-15", "2026-12-08"),
+    ("2026-12-15", "2026-12-01", "energy", "2026-12-15", "2026-12-15", "2026-12-01"),
     # Rent-back: the buyer moves in after the holidays.
     ("2026-12-15", "2027-01-04", "internet", "2027-01-04", "2027-01-04", "2026-12-17"),
     ("2026-12-15", "2027-01-04", "security", "2027-01-05", "2027-01-07", "2026-12-18"),
@@ -152,15 +152,15 @@ def test_far_ahead_nothing_is_due_and_lines_run_in_placement_order() -> None:
     plan = _plan(at(D("2026-11-02")), closing_date="2026-12-15")
     assert [line.category.value for line in plan.lines] == [
         "internet",
+        "energy",
         "security",
         "insurance",
-        "energy",
     ]
     assert [line.placement_date for line in plan.lines] == [
         D("2026-12-01"),
+        D("2026-12-01"),
         D("2026-12-02"),
         D("2026-12-07"),
-        D("2026-12-08"),
     ]
     assert not any(line.due_now or line.at_risk for line in plan.lines)
     assert plan.as_of_date == D("2026-11-02")
@@ -173,7 +173,7 @@ def test_closing_tomorrow_puts_everything_due_now_with_reasons() -> None:
     reasons = {line.category.value: line.risk_reason for line in plan.lines}
     assert reasons == {
         "internet": "Closing is in 1 business day; internet installs usually need 10",
-        "energy": "Closing is in 1 business day; energy start-ups usually need 5",
+        "energy": "Closing is in 1 business day; energy start-ups usually need 10",
         "insurance": (
             "Insurance was due by 2026-12-10, which has passed; insurance binding usually needs 3"
         ),
