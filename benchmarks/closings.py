@@ -319,7 +319,8 @@ def main() -> None:
         print(f"  {endpoint:<34} {count:>7}  {count / len(closings):6.2f} per closing  {codes}")
     print(f"  {'all requests':<34} {total:>7}  {total / len(closings):6.2f} per closing")
     print(f"  429s received: {too_many}")
-    print(f"  share of the rate ceiling used while orders queued: {share:.1%} ({bursts} bursts)")
+    used = "no backlog formed" if math.isnan(share) else f"{share:.1%}"
+    print(f"  share of the rate ceiling used while orders queued: {used} ({bursts} bursts)")
     print(
         f"  coordinator time per closing: {timing['wall'] / len(closings) * 1000:.0f} ms wall, "
         f"{timing['cpu'] / len(closings) * 1000:.0f} ms CPU"
