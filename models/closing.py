@@ -19,7 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from offergrid.models import Category
+from offergrid.models import US_STATES, Category  # a closing we take must be orderable
 
 __all__ = [
     "MAX_MOVE_IN_AFTER_DAYS",
@@ -45,66 +45,6 @@ MAX_MOVE_IN_BEFORE_DAYS = 30  # pre-possession: the buyer moves in before closin
 MAX_MOVE_IN_AFTER_DAYS = 90  # rent-back: the seller stays on after closing
 MAX_CLOSING_DAYS_AHEAD = 366  # further out than a year is almost always a typo in the year
 
-US_STATES = frozenset(
-    (
-        "AL",
-        "AK",
-        "AZ",
-        "AR",
-        "CA",
-        "CO",
-        "CT",
-        "DE",
-        "DC",
-        "FL",
-        "GA",
-        "HI",
-        "ID",
-        "IL",
-        "IN",
-        "IA",
-        "KS",
-        "KY",
-        "LA",
-        "ME",
-        "MD",
-        "MA",
-        "MI",
-        "MN",
-        "MS",
-        "MO",
-        "MT",
-        "NE",
-        "NV",
-        "NH",
-        "NJ",
-        "NM",
-        "NY",
-        "NC",
-        "ND",
-        "OH",
-        "OK",
-        "OR",
-        "PA",
-        "RI",
-        "SC",
-        "SD",
-        "TN",
-        "TX",
-        "UT",
-        "VT",
-        "VA",
-        "WA",
-        "WV",
-        "WI",
-        "WY",
-        "PR",
-        "VI",
-        "GU",
-        "AS",
-        "MP",
-    )
-)
 _ZIP = re.compile(r"^(\d{5})(?:-?(\d{4}))?$")
 # Deliberately simple (one @, no spaces, a dotted domain): deliverability is the mail server's call.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
