@@ -1,1 +1,1 @@
-"""deployments."""
+"""Deployments of the flows: shared names (`names`), deployments (`build`), run forms (`forms`)."""

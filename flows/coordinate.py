@@ -19,6 +19,7 @@ from tasks.catalog import cached_fetch_offers
 from tasks.closings import store_closing
 from tasks.notifications import notify_milestone
 from tasks.planning import plan_and_store
+from tasks.schedules import sync_closing_schedule
 
 
 @flow(name="coordinate closing", flow_run_name=coordinate_run_name, log_prints=False)
@@ -49,6 +50,8 @@ def coordinate_closing(closing: ClosingRequest, as_of: datetime | None = None) -
     orders = (
         place_due_orders(crm_closing_id=closing.crm_closing_id, as_of=now).orders if due_now else []
     )
+    # Later orders go out on their own dates: one scheduled run per date, visible in the UI.
+    sync_closing_schedule(closing_id, now)
     publish_closing(closing_id, now)
     return summarize(closing_id, created=created, orders=orders, problems=plan.problems)
 

@@ -1,0 +1,280 @@
+"""`preclose serve`: Prefect's UI and API, the deployments' runner, the HTTP app, local Offergrid.
+
+Everything runs on loopback from one command. Prefect's server is started as a subprocess (with
+its home in the data directory) unless PREFECT_API_URL names one already; the deployments are
+served in this process; the HTTP app (CRM API and webhook receiver) runs under uvicorn in a
+thread; with `sandbox`, a real-clock local Offergrid delivers its webhooks to the HTTP app.
+Prefect is imported only once its environment is set, which is why the imports sit in functions.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from preclose.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+
+# The repository root: deployment entrypoints are relative to it, so flow runs start there.
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+PREFECT_PORT = 4200
+API_PORT = 8000
+SANDBOX_PORT = 8765
+# The receiver's route in preclose.api (the Offergrid webhook endpoint of the HTTP app).
+WEBHOOK_PATH = "/webhooks/offergrid"
+PREFECT_STARTUP_SECONDS = 90.0
+THREAD_STARTUP_SECONDS = 15.0
+
+
+class ServeError(RuntimeError):
+    """Something `preclose serve` needs is unavailable (a port taken, a server that won't start)."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `preclose serve` starts, and on which loopback ports."""
+
+    sandbox: bool = False
+    api_port: int = API_PORT
+    prefect_port: int = PREFECT_PORT
+    sandbox_port: int = SANDBOX_PORT
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the running pieces answer, for the start message."""
+
+    prefect_ui: str
+    prefect_started: bool
+    api: str
+    sandbox: str | None
+    log_file: Path | None
+
+
+def check_port_free(port: int, what: str) -> None:
+    """Fail with a clear message when `port` on loopback is already taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if probe.connect_ex((HOST, port)) == 0:
+            raise ServeError(
+                f"port {port} on {HOST} is already in use, so the {what} cannot start there; "
+                "stop whatever is listening, or pick another port (preclose serve --help)"
+            )
+
+
+def prefect_environment(settings: Settings) -> dict[str, str]:
+    """Environment for Prefect in this process and its children: home in the data dir, quiet."""
+    return {
+        "PREFECT_HOME": str(settings.prefect_home),
+        # The server would otherwise phone home; everything here stays on loopback.
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+
+
+@contextmanager
+def prefect_server(port: int, log_file: Path) -> Iterator[str]:
+    """`prefect server start` on loopback for the block, output in `log_file`; yields its API."""
+    check_port_free(port, "Prefect server")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    url = f"http://{HOST}:{port}"
+    with log_file.open("ab") as log:
+        command = [sys.executable, "-m", "prefect", "server", "start"]
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+            [*command, "--host", HOST, "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Its own session: Ctrl-C reaches us only, and we stop it in order, without its noise.
+            start_new_session=True,
+        )
+        try:
+            _wait_healthy(process, f"{url}/api/health", log_file)
+            yield f"{url}/api"
+        finally:
+            _stop(process)
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], health_url: str, log_file: Path) -> None:
+    deadline = time.monotonic() + PREFECT_STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServeError(f"the Prefect server exited at start; see {log_file}")
+        try:
+            if httpx.get(health_url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise ServeError(
+        f"the Prefect server did not answer within {PREFECT_STARTUP_SECONDS:.0f} s; see {log_file}"
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@contextmanager
+def threaded_app(app: FastAPI, port: int, what: str) -> Iterator[str]:
+    """Serve `app` with uvicorn on loopback in a daemon thread for the block; yields its URL."""
+    import uvicorn
+
+    check_port_free(port, what)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=HOST,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+    )
+    thread = threading.Thread(target=server.run, name=f"{what}-{port}", daemon=True)
+    thread.start()
+    try:
+        _wait_started(server, thread, what)
+        yield f"http://{HOST}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _wait_started(server: uvicorn.Server, thread: threading.Thread, what: str) -> None:
+    deadline = time.monotonic() + THREAD_STARTUP_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise ServeError(f"the {what} did not start")
+        time.sleep(0.05)
+
+
+def register_webhooks(sandbox_url: str, receiver_url: str, secret: str) -> None:
+    """Have the local Offergrid deliver reseller events to `receiver_url`, signed with `secret`."""
+    response = httpx.post(
+        f"{sandbox_url}/sandbox/webhooks", json={"url": receiver_url, "secret": secret}, timeout=5
+    )
+    if response.status_code != 200:
+        raise ServeError(
+            f"the local Offergrid refused the webhook endpoint ({response.status_code})"
+        )
+
+
+def _use_local_offergrid(settings: Settings, port: int) -> str:
+    """Point preclose at the local Offergrid on `port`; returns the webhook secret to use."""
+    from offergrid_sandbox.config import RESELLER_KEY
+
+    secret = settings.offergrid_webhook_secret
+    value = secret.get_secret_value() if secret else secrets.token_urlsafe(32)
+    os.environ.update(
+        PRECLOSE_OFFERGRID_BASE_URL=f"http://{HOST}:{port}",
+        PRECLOSE_OFFERGRID_API_KEY=RESELLER_KEY,
+        # The HTTP app reads it to verify signatures; flow runs never need it.
+        PRECLOSE_OFFERGRID_WEBHOOK_SECRET=value,
+    )
+    get_settings.cache_clear()
+    return value
+
+
+def prepare(options: ServeOptions) -> tuple[Settings, bool]:
+    """Set the environment every piece shares; True when a Prefect server must be started."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Flow runs start in the repository root: give them the same data directory and database.
+    os.environ.update(
+        PRECLOSE_DATA_DIR=str(settings.data_dir),
+        PRECLOSE_DATABASE_URL=settings.database_url,
+        **prefect_environment(settings),
+    )
+    start_server = not os.environ.get("PREFECT_API_URL")
+    if start_server:
+        os.environ["PREFECT_API_URL"] = f"http://{HOST}:{options.prefect_port}/api"
+    return settings, start_server
+
+
+@contextmanager
+def running(options: ServeOptions) -> Iterator[Endpoints]:
+    """Start the Prefect server (if needed), the HTTP app and the local Offergrid for the block."""
+    settings, start_server = prepare(options)
+    with ExitStack() as stack:
+        log_file = None
+        if start_server:
+            log_file = settings.prefect_home / "server.log"
+            api_url = stack.enter_context(prefect_server(options.prefect_port, log_file))
+        else:
+            api_url = os.environ["PREFECT_API_URL"]
+        secret = _use_local_offergrid(settings, options.sandbox_port) if options.sandbox else None
+
+        from preclose.api.app import create_api
+
+        api = stack.enter_context(threaded_app(create_api(), options.api_port, "HTTP app"))
+        sandbox_url = None
+        if secret is not None:
+            from offergrid_sandbox.config import SandboxConfig
+            from offergrid_sandbox.server import running_sandbox
+
+            check_port_free(options.sandbox_port, "local Offergrid")
+            server = stack.enter_context(
+                running_sandbox(SandboxConfig(clock="real"), HOST, options.sandbox_port)
+            )
+            sandbox_url = server.url
+            register_webhooks(sandbox_url, f"{api}{WEBHOOK_PATH}", secret)
+        yield Endpoints(
+            prefect_ui=api_url.removesuffix("/api"),
+            prefect_started=start_server,
+            api=api,
+            sandbox=sandbox_url,
+            log_file=log_file,
+        )
+
+
+def serve_deployments() -> None:
+    """Serve every deployment in this process until Ctrl-C, flow runs starting in the repo root."""
+    from prefect import serve
+
+    from deployments.build import build_deployments
+
+    os.chdir(ROOT)
+    serve(*build_deployments())
+
+
+def start_message(endpoints: Endpoints) -> str:
+    """What is running and what to open, for the terminal."""
+    lines = [
+        f"Prefect UI       {endpoints.prefect_ui}"
+        + ("" if endpoints.prefect_started else "  (the server PREFECT_API_URL names)"),
+        f"HTTP API         {endpoints.api}/docs  (CRM closings API, Offergrid webhooks)",
+    ]
+    if endpoints.sandbox:
+        lines.append(
+            f"Local Offergrid  {endpoints.sandbox}/docs  (real clock; webhooks to "
+            f"{endpoints.api}{WEBHOOK_PATH})"
+        )
+    if endpoints.log_file:
+        lines.append(f"Prefect log      {endpoints.log_file}")
+    lines.append(
+        "In the UI: Deployments > coordinate closing > Run > Custom run, fill in the closing. "
+        "Ctrl-C stops everything."
+    )
+    return "\n".join(lines)
