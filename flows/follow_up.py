@@ -16,6 +16,7 @@ from preclose.runtime import db_session
 from preclose.tracking import milestone_for
 from tasks.artifacts import publish_closing
 from tasks.notifications import notify_milestone
+from tasks.replan import repick_rejected
 from tasks.tracking import assess_risks, complete_fulfilled_closings, item_news
 
 
@@ -44,6 +45,8 @@ def follow_up(
                 account_number=news.account_number,
             )
             told += len(audiences)
+    # A rejected or failed order: the next best offer goes out now, or a person is asked.
+    repick_rejected(as_of, None if all_risks else touched)
     risks = (
         assess_risks(as_of)
         if all_risks

@@ -18,12 +18,15 @@ from models.plan import OfferChoice, OfferSnapshot
 __all__ = [
     "JSON_TYPE",
     "ApiCall",
+    "ApiKey",
     "Audience",
     "Closing",
     "ClosingBase",
     "ClosingCreate",
     "ClosingPublic",
     "ClosingStatus",
+    "CrmRequest",
+    "CrmRequestKind",
     "ItemStatusHistory",
     "Notification",
     "OrderItem",
@@ -451,3 +454,68 @@ class Notification(SQLModel, table=True):
     dedupe_key: str = Field(max_length=200)
     created_at: datetime = _tz(default_factory=utcnow)
     sent_at: datetime | None = _tz(default=None)
+
+
+# CRM API: caller keys and the requests CRMs sent -----------------------------------------------
+
+
+class CrmRequestKind(StrEnum):
+    """What a CRM asked about a closing: to start coordinating it, or to change it."""
+
+    start = "start"
+    change = "change"
+
+
+class ApiKey(SQLModel, table=True):
+    """A key a CRM calls the API with; only its SHA-256 is stored, the key itself is shown once."""
+
+    __tablename__ = "api_key"
+    __table_args__ = (
+        sa.UniqueConstraint("name"),
+        sa.UniqueConstraint("key_hash"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=100, description="Who holds the key, e.g. the CRM's name.")
+    key_hash: str = Field(max_length=64, description="Hex SHA-256 of the key.")
+    key_prefix: str = Field(
+        max_length=16, description="The key's first characters, to tell keys apart in a listing."
+    )
+    scopes: str = Field(
+        max_length=200, description="Space-separated scopes, e.g. 'closings:read closings:write'."
+    )
+    created_at: datetime = _tz(default_factory=utcnow)
+    revoked_at: datetime | None = _tz(default=None)
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        """The key's scopes as a set."""
+        return frozenset(self.scopes.split())
+
+
+class CrmRequest(SQLModel, table=True):
+    """One request a CRM sent about a closing, stored (and committed) before its run is started."""
+
+    __tablename__ = "crm_request"
+    __table_args__ = (
+        sa.UniqueConstraint("idempotency_key"),
+        sa.Index(None, "closing_id", "received_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    closing_id: uuid.UUID = Field(foreign_key="closing.id", ondelete="CASCADE")
+    kind: CrmRequestKind = Field(sa_type=_enum_type(CrmRequestKind))
+    idempotency_key: str = Field(
+        max_length=200, description="Made once per logical request; a resend finds this row."
+    )
+    body: dict[str, Any] | None = Field(
+        default=None, sa_type=JSON_TYPE, description="A change as sent; None for a start."
+    )
+    flow_run_id: uuid.UUID | None = Field(
+        default=None, description="The Prefect flow run started for it; None until started."
+    )
+    received_at: datetime = _tz(default_factory=utcnow)
+    started_at: datetime | None = _tz(default=None)
+    last_error: str | None = Field(
+        default=None, sa_type=sa.Text, description="Why the run could not be started, if so."
+    )

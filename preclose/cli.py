@@ -52,9 +52,115 @@ def demo(*, closings: int = 3, seed: int = 7) -> None:
         sys.exit(1)
 
 
+@app.command
+def serve(
+    *,
+    sandbox: Annotated[
+        bool, Parameter(help="also run the local Offergrid (real clock) on --sandbox-port")
+    ] = False,
+    api_port: Annotated[int, Parameter(help="port of the HTTP app (CRM API, webhooks)")] = 8000,
+    prefect_port: Annotated[
+        int, Parameter(help="port of the Prefect server started when PREFECT_API_URL is unset")
+    ] = 4200,
+    sandbox_port: Annotated[int, Parameter(help="port of the local Offergrid")] = 8765,
+) -> None:
+    """Run it for real: Prefect UI and runner, the HTTP app, and optionally the local Offergrid."""
+    from rich.console import Console
+
+    from preclose.serve import ServeError, ServeOptions, running, serve_deployments, start_message
+    from preclose.settings import SettingsError
+
+    console = Console()
+    options = ServeOptions(
+        sandbox=sandbox, api_port=api_port, prefect_port=prefect_port, sandbox_port=sandbox_port
+    )
+    try:
+        with running(options) as endpoints:
+            console.print(start_message(endpoints), highlight=False, soft_wrap=True)
+            serve_deployments()
+    except (ServeError, SettingsError) as err:
+        console.print(f"[red]preclose serve: {err}[/]", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C while starting or stopping: everything started has been stopped
+    console.print("Stopped.")
+
+
 def main() -> None:
     """Entry point of the `preclose` script."""
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+# The CRM API's caller keys --------------------------------------------------------------------
+
+api_key_app = App(name="api-key", help="Keys for callers of the CRM API: create, list, revoke.")
+app.command(api_key_app)
+
+
+@api_key_app.command(name="create")
+def api_key_create(
+    name: Annotated[str, Parameter(help="who holds the key, e.g. the CRM's name")],
+    /,
+    *,
+    read_only: Annotated[bool, Parameter(help="may read closings but not start or change")] = False,
+) -> None:
+    """Make a key for a caller of the CRM API and print it, once: only its hash is stored."""
+    from rich.console import Console
+
+    from preclose.api.auth import issue_api_key
+    from preclose.runtime import db_session
+
+    console = Console(highlight=False)
+    try:
+        with db_session() as session:
+            key, row = issue_api_key(session=session, name=name, read_only=read_only)
+    except ValueError as err:
+        console.print(f"[red]preclose api-key create: {err}[/]")
+        sys.exit(2)
+    console.print(f"API key [bold]{row.name}[/] ({row.scopes}):")
+    # Printed bare on its own line so it can be copied or piped; it is never shown again.
+    print(key)
+    console.print("Store it now: it cannot be shown again. Send it in the x-api-key header.")
+
+
+@api_key_app.command(name="list")
+def api_key_list() -> None:
+    """List the API keys: name, first characters, scopes, when made and when revoked."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from preclose import repository
+    from preclose.runtime import db_session
+
+    with db_session() as session:
+        keys = repository.list_api_keys(session=session)
+    table = Table("Name", "Key starts", "Scopes", "Created", "Revoked")
+    for key in keys:
+        table.add_row(
+            key.name,
+            f"{key.key_prefix}…",
+            key.scopes,
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+        )
+    Console().print(table)
+
+
+@api_key_app.command(name="revoke")
+def api_key_revoke(name: Annotated[str, Parameter(help="the key's name")], /) -> None:
+    """Revoke a key: its holder gets 401 from then on."""
+    from rich.console import Console
+
+    from preclose import repository
+    from preclose.runtime import db_session
+
+    console = Console(highlight=False)
+    with db_session() as session:
+        key = repository.revoke_api_key(session=session, name=name)
+    if key is None:
+        console.print(f"[red]preclose api-key revoke: no API key named {name!r}[/]")
+        sys.exit(2)
+    console.print(f"Revoked API key {key.name}.")

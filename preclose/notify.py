@@ -59,6 +59,9 @@ class Milestone(StrEnum):
     order_at_risk = "order_at_risk"
     closing_changed = "closing_changed"
     closing_cancelled = "closing_cancelled"
+    order_repicked = "order_repicked"
+    needs_person = "needs_person"
+    contact_changed = "contact_changed"
 
 
 class NotificationError(RuntimeError):
@@ -109,6 +112,32 @@ class NotificationContext(BaseModel):
     previous_closing_date: date | None = Field(
         None, title="Previous closing date", description="Closing changed: the old date."
     )
+    previous_move_in_date: date | None = Field(
+        None, title="Previous move-in date", description="Closing changed: the old move-in."
+    )
+    previous_address: str | None = Field(
+        None, title="Previous address", description="Address corrected: the old street and city."
+    )
+    changes: list[str] = Field(
+        default_factory=list,
+        title="Per-service consequences",
+        description="Closing changed, cancelled or contact changed: one sentence per service.",
+    )
+    reason: str | None = Field(
+        None,
+        title="Reason",
+        description="Re-pick or flag: what the provider said; a change: why, for the agent.",
+    )
+    next_provider: str | None = Field(
+        None, title="Next provider", description="Re-pick: the provider ordered instead."
+    )
+    next_offer: str | None = Field(None, title="Next offer", description="Re-pick: its offer.")
+    install_failed: bool = Field(
+        False, title="Installation failed", description="Re-pick or flag after a failed install."
+    )
+    attempts: int | None = Field(
+        None, title="Tries", description="Flag: how many orders were tried for the service."
+    )
 
     @classmethod
     def from_closing(
@@ -121,6 +150,14 @@ class NotificationContext(BaseModel):
         scheduled_for: datetime | date | None = None,
         account_number: str | None = None,
         previous_closing_date: date | None = None,
+        previous_move_in_date: date | None = None,
+        previous_address: str | None = None,
+        changes: list[str] | None = None,
+        reason: str | None = None,
+        next_provider: str | None = None,
+        next_offer: str | None = None,
+        install_failed: bool = False,
+        attempts: int | None = None,
     ) -> NotificationContext:
         """The context for one closing, plus the facts of the milestone at hand."""
         address = closing.property.address
@@ -138,6 +175,14 @@ class NotificationContext(BaseModel):
             scheduled_for=scheduled_for,
             account_number=account_number,
             previous_closing_date=previous_closing_date,
+            previous_move_in_date=previous_move_in_date,
+            previous_address=previous_address,
+            changes=changes or [],
+            reason=reason,
+            next_provider=next_provider,
+            next_offer=next_offer,
+            install_failed=install_failed,
+            attempts=attempts,
         )
 
 
@@ -223,19 +268,77 @@ def compose(
                 "we find."
             )
         case Milestone.closing_changed:
-            before = _required(c.previous_closing_date, "previous_closing_date", milestone)
-            subject = f"Closing moved to {closing}: services updated"
-            body = (
-                f"{_cap(whose)} closing at {c.address} moved from {_day(before)} to {closing}. "
-                "We're re-timing the home services to match, and will let you know of any "
-                "changes to the dates."
-            )
+            subject, body = _closing_changed(c, whose)
+            body += _reason_for_agent(c, audience)
         case Milestone.closing_cancelled:
             subject = f"Home services for {c.address} are cancelled"
             body = (
                 f"Since the closing at {c.address} is off, we've stopped arranging home services "
-                "and cancelled any orders that could still be cancelled. Sorry it didn't work out."
+                "and cancelled any orders that could still be cancelled."
             )
+            if c.changes:
+                body += (
+                    " Some could not be cancelled by us:\n"
+                    + _bullets(c.changes)
+                    + "\n\nOnly the account holder can stop those with the provider, so "
+                    + (
+                        "please call them."
+                        if audience is Audience.buyer
+                        else f"{buyer_first} needs to call them."
+                    )
+                )
+            else:
+                body += " Sorry it didn't work out."
+            body += _reason_for_agent(c, audience)
+        case Milestone.order_repicked:
+            what = (
+                "couldn't complete the installation of"
+                if c.install_failed
+                else "couldn't take the order for"
+            )
+            why = f" ({c.reason.rstrip('.')})" if c.reason else ""
+            instead = (
+                f"{c.next_offer} from {c.next_provider}"
+                if c.next_offer and c.next_provider
+                else c.next_offer or c.next_provider or "the next best offer"
+            )
+            subject = f"{topic} is now ordered from {c.next_provider or 'another provider'}"
+            body = (
+                f"{c.provider or 'The provider'} {what} {whose} {service} at {c.address}{why}. "
+                f"We've ordered {instead} instead and will confirm once it's accepted."
+            )
+        case Milestone.needs_person:
+            move_in = _day(c.move_in_date or c.closing_date)
+            tries = f" after {c.attempts} tries" if c.attempts else ""
+            why = f" ({c.reason.rstrip('.')})" if c.reason else ""
+            subject = f"{topic} needs a decision"
+            lead = (
+                f"{c.provider or 'The provider'} couldn't provide {whose} {service} at "
+                f"{c.address}{why}, and no other {service} offer within the plan's budget and "
+                f"rules is left{tries}."
+            )
+            ask = (
+                f"{c.agent_name} will help you choose how to get it set up by move-in on {move_in}."
+                if audience is Audience.buyer
+                else f"Please choose a provider with {buyer_first}, or have them arrange it "
+                f"directly, so it's ready by move-in on {move_in}."
+            )
+            body = f"{lead} {ask}"
+        case Milestone.contact_changed:
+            subject = (
+                "Your contact details are updated"
+                if audience is Audience.buyer
+                else f"{buyer_first}'s contact details changed"
+            )
+            body = f"{_cap(whose)} contact details are updated; new orders use them."
+            if c.changes:
+                body += (
+                    " These orders were placed with the old details, so the providers may still "
+                    "use them:\n" + _bullets(c.changes) + "\n\nAsk each provider to update the "
+                    "account details."
+                )
+            else:
+                body += " No order had been placed yet, so every order will carry the new ones."
     return Message(milestone=milestone, subject=subject, body=f"Hi {first},\n\n{body}")
 
 
@@ -348,6 +451,54 @@ def _append_outbox(
     # One short write in append mode per line, so concurrent writers do not interleave lines.
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _closing_changed(c: NotificationContext, whose: str) -> tuple[str, str]:
+    """The closing_changed subject and body: what moved, then what it means per service."""
+    moved_closing = c.previous_closing_date is not None and c.previous_closing_date != (
+        c.closing_date
+    )
+    move_in = c.move_in_date or c.closing_date
+    moved_in = c.previous_move_in_date is not None and c.previous_move_in_date != move_in
+    if not (moved_closing or moved_in or c.previous_address):
+        _required(None, "previous_closing_date", Milestone.closing_changed)
+    facts: list[str] = []
+    if moved_closing:
+        assert c.previous_closing_date is not None
+        facts.append(
+            f"{_cap(whose)} closing at {c.address} moved from {_day(c.previous_closing_date)} "
+            f"to {_day(c.closing_date)}."
+        )
+    if moved_in:
+        assert c.previous_move_in_date is not None
+        facts.append(f"Move-in moved from {_day(c.previous_move_in_date)} to {_day(move_in)}.")
+    if c.previous_address:
+        facts.append(f"The address was corrected from {c.previous_address} to {c.address}.")
+    if moved_closing:
+        subject = f"Closing moved to {_day(c.closing_date)}: services updated"
+    elif moved_in:
+        subject = f"Move-in moved to {_day(move_in)}: services updated"
+    else:
+        subject = f"Home services re-planned for {c.address}"
+    if c.changes:
+        rest = "Here is what it means for each service:\n" + _bullets(c.changes)
+    else:
+        rest = (
+            "We're re-timing the home services to match, and will let you know of any "
+            "changes to the dates."
+        )
+    return subject, " ".join(facts) + " " + rest
+
+
+def _reason_for_agent(c: NotificationContext, audience: Audience) -> str:
+    """The reason a closing changed, as the CRM gave it: for the agent's copy only."""
+    if audience is not Audience.agent or not c.reason:
+        return ""
+    return f"\n\nReason given: {c.reason.strip().rstrip('.')}."
+
+
+def _bullets(lines: list[str]) -> str:
+    return "\n".join(f"  - {line}" for line in lines)
 
 
 def _service(category: str | None) -> str:

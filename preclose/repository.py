@@ -12,10 +12,10 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, exists, not_, or_, update
+from sqlalchemy import and_, exists, func, not_, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, SQLModel, col, select
@@ -24,10 +24,13 @@ from models.closing import ClosingRequest
 from models.plan import Plan, PlanLine
 from models.tables import (
     ApiCall,
+    ApiKey,
     Audience,
     Closing,
     ClosingCreate,
     ClosingStatus,
+    CrmRequest,
+    CrmRequestKind,
     ItemStatusHistory,
     Notification,
     OrderItem,
@@ -1012,3 +1015,529 @@ def mark_notification_sent(
     notification.sent_at = _aware("sent_at", sent_at) if sent_at else utcnow()
     _commit(session)
     return notification
+
+
+# CRM API and webhook receiver -----------------------------------------------------------------
+# Caller keys, the requests CRMs sent (stored before their runs start), and the webhook receiver's
+# bookkeeping: deliveries that claim no dedupe key, the one-time finish of an event, health counts.
+
+
+def create_api_key(
+    *, session: Session, name: str, key_hash: str, key_prefix: str, scopes: Iterable[str]
+) -> ApiKey:
+    """Store a new caller key (its hash only); a name already in use is a ValueError naming it."""
+    key = ApiKey(
+        name=name, key_hash=key_hash, key_prefix=key_prefix, scopes=" ".join(sorted(set(scopes)))
+    )
+    session.add(key)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise ValueError(f"name: an API key named {name!r} already exists") from None
+    return key
+
+
+def get_api_key_by_hash(*, session: Session, key_hash: str) -> ApiKey | None:
+    """The key with this hash, revoked or not, if any."""
+    return session.exec(select(ApiKey).where(col(ApiKey.key_hash) == key_hash)).first()
+
+
+def list_api_keys(*, session: Session) -> list[ApiKey]:
+    """Every caller key, oldest first."""
+    return list(session.exec(select(ApiKey).order_by(col(ApiKey.created_at))).all())
+
+
+def revoke_api_key(*, session: Session, name: str, at: datetime | None = None) -> ApiKey | None:
+    """Revoke the key named `name` (None if there is none); revoking twice keeps the first time."""
+    key = session.exec(select(ApiKey).where(col(ApiKey.name) == name)).first()
+    if key is None:
+        return None
+    if key.revoked_at is None:
+        key.revoked_at = _aware("at", at) if at else utcnow()
+        _commit(session)
+    return key
+
+
+def record_crm_request(
+    *,
+    session: Session,
+    closing_id: uuid.UUID,
+    kind: CrmRequestKind,
+    idempotency_key: str,
+    body: dict[str, Any] | None = None,
+) -> tuple[CrmRequest, bool]:
+    """Store a CRM's request under its idempotency key, or find the one stored; True if new."""
+    kind = CrmRequestKind(kind)
+    existing = find_crm_request(session=session, idempotency_key=idempotency_key)
+    if existing is not None:
+        return existing, False
+    request = CrmRequest(
+        closing_id=closing_id, kind=kind, idempotency_key=idempotency_key, body=body
+    )
+    session.add(request)
+    try:
+        session.commit()
+    except IntegrityError:
+        # The same request, stored by a concurrent call between our read and our insert.
+        session.rollback()
+        existing = find_crm_request(session=session, idempotency_key=idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
+    return request, True
+
+
+def find_crm_request(*, session: Session, idempotency_key: str) -> CrmRequest | None:
+    """The CRM request stored under this idempotency key, if any."""
+    statement = select(CrmRequest).where(col(CrmRequest.idempotency_key) == idempotency_key)
+    return session.exec(statement.execution_options(populate_existing=True)).first()
+
+
+def latest_crm_request(
+    *, session: Session, closing_id: uuid.UUID, kind: CrmRequestKind
+) -> CrmRequest | None:
+    """The closing's most recent request of this kind, if any."""
+    statement = (
+        select(CrmRequest)
+        .where(col(CrmRequest.closing_id) == closing_id, col(CrmRequest.kind) == kind)
+        .order_by(col(CrmRequest.received_at).desc(), col(CrmRequest.id).desc())
+        .limit(1)
+    )
+    return session.exec(statement).first()
+
+
+def list_crm_requests(
+    *, session: Session, closing_id: uuid.UUID | None = None, unstarted: bool = False
+) -> list[CrmRequest]:
+    """CRM requests, oldest first: of one closing, and/or only those whose run never started."""
+    statement = select(CrmRequest)
+    if closing_id is not None:
+        statement = statement.where(col(CrmRequest.closing_id) == closing_id)
+    if unstarted:
+        statement = statement.where(col(CrmRequest.flow_run_id).is_(None))
+    statement = statement.order_by(col(CrmRequest.received_at), col(CrmRequest.id))
+    return list(session.exec(statement).all())
+
+
+def mark_crm_request_started(
+    *,
+    session: Session,
+    request_id: uuid.UUID,
+    flow_run_id: uuid.UUID,
+    started_at: datetime | None = None,
+) -> CrmRequest | None:
+    """Record the flow run started for a request (None if there is no such request)."""
+    request = session.get(CrmRequest, request_id)
+    if request is None:
+        return None
+    request.flow_run_id = flow_run_id
+    request.started_at = _aware("started_at", started_at) if started_at else utcnow()
+    request.last_error = None
+    _commit(session)
+    return request
+
+
+def mark_crm_request_not_started(
+    *, session: Session, request_id: uuid.UUID, error: str
+) -> CrmRequest | None:
+    """Record why a request's run could not be started (None if there is no such request)."""
+    request = session.get(CrmRequest, request_id)
+    if request is None:
+        return None
+    request.last_error = error
+    _commit(session)
+    return request
+
+
+@dataclass(frozen=True)
+class LineOrder:
+    """A current plan line with its order item and placement, when it was ordered."""
+
+    line: PlanLineRow
+    item: OrderItem | None
+    placement: Placement | None
+
+
+def list_line_orders(*, session: Session, closing_id: uuid.UUID) -> list[LineOrder]:
+    """The closing's current plan lines, each with its order item and placement if ordered."""
+    lines = list_plan_lines(session=session, closing_id=closing_id)
+    rows = session.exec(
+        select(OrderItem, Placement)
+        .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
+        .where(col(OrderItem.plan_line_id).in_([line.id for line in lines]))
+    ).all()
+    by_line = {item.plan_line_id: (item, placement) for item, placement in rows}
+    orders: list[LineOrder] = []
+    for line in lines:
+        item, placement = by_line.get(line.id, (None, None))
+        orders.append(LineOrder(line=line, item=item, placement=placement))
+    return orders
+
+
+@dataclass(frozen=True)
+class ItemContext:
+    """Which closing and category an Offergrid item belongs to."""
+
+    closing_id: uuid.UUID
+    crm_closing_id: str
+    category: str
+
+
+def get_item_context(*, session: Session, offergrid_item_id: str) -> ItemContext | None:
+    """The closing and category of the item with this Offergrid ID, if it is one of ours."""
+    row = session.exec(
+        select(Closing.id, Closing.crm_closing_id, PlanLineRow.category)
+        .join(Placement, col(Placement.closing_id) == col(Closing.id))
+        .join(OrderItem, col(OrderItem.placement_id) == col(Placement.id))
+        .join(PlanLineRow, col(PlanLineRow.id) == col(OrderItem.plan_line_id))
+        .where(col(OrderItem.offergrid_item_id) == offergrid_item_id)
+    ).first()
+    if row is None:
+        return None
+    closing_id, crm_closing_id, category = row
+    return ItemContext(closing_id, crm_closing_id, category)
+
+
+def record_webhook_delivery(
+    *,
+    session: Session,
+    raw_body: str,
+    signature_ok: bool,
+    outcome: str,
+    event_type: str | None = None,
+    offergrid_order_id: str | None = None,
+    offergrid_item_id: str | None = None,
+    received_at: datetime | None = None,
+    processed_at: datetime | None = None,
+) -> WebhookEvent:
+    """Store a delivery that claims no dedupe key (refused, malformed or a duplicate), finished."""
+    received = _aware("received_at", received_at) if received_at else utcnow()
+    event = WebhookEvent(
+        dedupe_key=None,
+        event_type=event_type,
+        offergrid_order_id=offergrid_order_id,
+        offergrid_item_id=offergrid_item_id,
+        raw_body=raw_body,
+        signature_ok=signature_ok,
+        received_at=received,
+        processed_at=_aware("processed_at", processed_at) if processed_at else received,
+        outcome=outcome[:200],
+    )
+    session.add(event)
+    _commit(session)
+    return event
+
+
+def get_webhook_event_by_dedupe_key(*, session: Session, dedupe_key: str) -> WebhookEvent | None:
+    """The verified delivery stored under this dedupe key, if any."""
+    statement = select(WebhookEvent).where(col(WebhookEvent.dedupe_key) == dedupe_key)
+    return session.exec(statement.execution_options(populate_existing=True)).first()
+
+
+def finish_webhook_event(
+    *, session: Session, event_id: uuid.UUID, outcome: str, processed_at: datetime | None = None
+) -> bool:
+    """Record what handling an event did, only if nobody has yet; True if this call recorded it."""
+    at = _aware("processed_at", processed_at) if processed_at else utcnow()
+    result = session.exec(
+        update(WebhookEvent)
+        .where(col(WebhookEvent.id) == event_id, col(WebhookEvent.processed_at).is_(None))
+        .values(processed_at=at, outcome=outcome[:200])
+    )
+    _commit(session)
+    return bool(result.rowcount)
+
+
+@dataclass(frozen=True)
+class WebhookFigures:
+    """Webhook deliveries received since a moment: counts by outcome and processing times."""
+
+    received: int
+    unprocessed: int
+    by_outcome: dict[str, int]
+    processing_ms: list[float]
+    last_received_at: datetime | None
+
+
+def webhook_figures(
+    *, session: Session, since: datetime, timed_outcomes: Iterable[str], max_samples: int = 5000
+) -> WebhookFigures:
+    """Counts of the deliveries received since `since`, and the processing times (newest
+    `max_samples`, in ms) of those whose outcome is one of `timed_outcomes`."""
+    _aware("since", since)
+    recent = col(WebhookEvent.received_at) >= since
+    counts = session.exec(
+        select(WebhookEvent.outcome, func.count()).where(recent).group_by(WebhookEvent.outcome)
+    ).all()
+    by_outcome = {str(outcome): int(n) for outcome, n in counts if outcome is not None}
+    unprocessed = sum(int(n) for outcome, n in counts if outcome is None)
+    last = session.exec(select(func.max(WebhookEvent.received_at)).where(recent)).first()
+    timed = session.exec(
+        select(WebhookEvent.received_at, WebhookEvent.processed_at)
+        .where(
+            recent,
+            col(WebhookEvent.processed_at).is_not(None),
+            col(WebhookEvent.outcome).in_(list(timed_outcomes)),
+        )
+        .order_by(col(WebhookEvent.received_at).desc())
+        .limit(max_samples)
+    ).all()
+    samples = [
+        (processed - received).total_seconds() * 1000
+        for received, processed in timed
+        if processed is not None
+    ]
+    if isinstance(last, datetime) and last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)  # an aggregate skips the column type on SQLite
+    return WebhookFigures(
+        received=sum(by_outcome.values()) + unprocessed,
+        unprocessed=unprocessed,
+        by_outcome=by_outcome,
+        processing_ms=samples,
+        last_received_at=last if isinstance(last, datetime) else None,
+    )
+
+
+# Changes: re-plans, re-picks, withdrawn placements, corrected addresses (issue 6) -------------
+
+
+def withdraw_placement(
+    *,
+    session: Session,
+    placement_id: uuid.UUID,
+    reason: str,
+    maybe_sent: bool = False,
+    now: datetime | None = None,
+) -> bool:
+    """Call off a placement that is not (known to be) at Offergrid; its lines become cancelled.
+
+    Only an intent that no placer holds right now can be withdrawn; with `maybe_sent` also one
+    that a placer tried before (an unknown outcome), which the caller has checked is not among
+    Offergrid's orders. A later placer finds it failed and sends nothing. True when withdrawn.
+    """
+    at = _aware("now", now) if now is not None else utcnow()
+    placement = _lock_placement(session, placement_id)
+    held = placement.claimed_until is not None and placement.claimed_until > at
+    tried = placement.state == PlacementState.unknown or placement.attempts > 0
+    if (
+        placement.state not in (PlacementState.intent, PlacementState.unknown)
+        or held
+        or (tried and not maybe_sent)
+    ):
+        session.rollback()
+        return False
+    placement.state = PlacementState.failed
+    placement.claimed_until = None
+    placement.last_error = reason
+    placement.updated_at = at
+    items = list_placement_items(session=session, placement_id=placement_id)
+    _set_line_states(session, [item.plan_line_id for item in items], PlanLineState.cancelled, at)
+    _commit(session)
+    return True
+
+
+def list_attempts(*, session: Session, closing_id: uuid.UUID, category: str) -> list[PlanLineRow]:
+    """Every attempt of one category of a closing, first attempt first."""
+    statement = (
+        select(PlanLineRow)
+        .where(col(PlanLineRow.closing_id) == closing_id, col(PlanLineRow.category) == category)
+        .order_by(col(PlanLineRow.attempt))
+    )
+    return list(session.exec(statement).all())
+
+
+def list_lines_to_repick(
+    *, session: Session, closing_id: uuid.UUID | None = None
+) -> list[PlanLineRow]:
+    """Current lines of live closings whose order was rejected or failed, oldest change first."""
+    statement = (
+        select(PlanLineRow)
+        .join(Closing, col(Closing.id) == col(PlanLineRow.closing_id))
+        .where(
+            col(Closing.status).in_(list(LIVE_CLOSING_STATUSES)),
+            col(PlanLineRow.state).in_([PlanLineState.rejected, PlanLineState.failed]),
+            col(PlanLineRow.offer_id).is_not(None),
+            _current_line_filter(PlanLineRow),
+        )
+        .order_by(col(PlanLineRow.updated_at), col(PlanLineRow.id))
+    )
+    if closing_id is not None:
+        statement = statement.where(col(PlanLineRow.closing_id) == closing_id)
+    return list(session.exec(statement).all())
+
+
+@dataclass(frozen=True)
+class NextAttempt:
+    """A category's new attempt: its plan line, and the placement intent when it has an offer."""
+
+    line: PlanLineRow
+    placement: Placement | None
+
+
+def start_next_attempt(
+    *, session: Session, previous_line_id: uuid.UUID, line: PlanLine, place_on: date
+) -> NextAttempt | None:
+    """Start the next attempt of a category whose current line ended unfulfilled.
+
+    With an offer, the new line and its placement intent (due `place_on`) are stored together, so
+    no other placement run can claim the line in between; without one, the new line records that a
+    person must choose (skipped, at risk, with `line.risk_reason`). None when `previous_line_id`
+    is no longer the category's current line or did not end unfulfilled: another run (a webhook
+    and a sync seeing the same rejection) got there first.
+    """
+    previous = session.get(PlanLineRow, previous_line_id)
+    if previous is None:
+        raise LookupError(f"previous_line_id: no plan line {previous_line_id}")
+    closing_id, category = previous.closing_id, previous.category
+    if str(line.category) != category:
+        raise ValueError(f"line.category: {line.category} is not the line's {category}")
+    _lock_closing(session, closing_id)
+    latest = session.exec(
+        select(PlanLineRow)
+        .where(col(PlanLineRow.closing_id) == closing_id, col(PlanLineRow.category) == category)
+        .order_by(col(PlanLineRow.attempt).desc())
+        .execution_options(populate_existing=True)
+    ).first()
+    if latest is None or latest.id != previous_line_id or latest.state not in _RETRYABLE:
+        session.commit()  # release the lock; nothing to do
+        return None
+    values = _line_values(line)
+    values["placement_date"] = place_on
+    attempt = latest.attempt + 1
+    now = utcnow()
+    row = PlanLineRow(closing_id=closing_id, attempt=attempt, **values)
+    placement: Placement | None = None
+    try:
+        session.add(row)
+        if line.choice is not None:
+            row.state = PlanLineState.placing
+            key = intent_key_for(
+                closing_id=closing_id, due_date=place_on, lines=[(category, attempt)]
+            )
+            placement = Placement(closing_id=closing_id, intent_key=key, due_date=place_on)
+            session.add(placement)
+            session.flush()
+            session.add(
+                OrderItem(
+                    placement_id=placement.id, plan_line_id=row.id, offer_id=line.choice.offer_id
+                )
+            )
+        row.updated_at = now
+        session.commit()
+    except IntegrityError:
+        session.rollback()  # the same attempt, started concurrently by another run
+        return None
+    return NextAttempt(line=row, placement=placement)
+
+
+def retime_lines(
+    *,
+    session: Session,
+    closing_id: uuid.UUID,
+    plan: Plan,
+    flags: dict[uuid.UUID, str] | None = None,
+) -> list[PlanLineRow]:
+    """Give the closing's ordered lines the new plan's service dates, and flag the given lines.
+
+    Lines not ordered yet are `save_plan`'s; this moves the deadlines that risk checks measure an
+    ordered line against, and marks `flags` (line ID to reason) at risk. Returns the current lines.
+    """
+    _lock_closing(session, closing_id)
+    flags = flags or {}
+    rows = session.exec(
+        select(PlanLineRow)
+        .where(col(PlanLineRow.closing_id) == closing_id, _current_line_filter(PlanLineRow))
+        .execution_options(populate_existing=True)
+    ).all()
+    now = utcnow()
+    for row in rows:
+        new = plan.line(row.category)
+        if row.state not in _REPLACEABLE and new is not None:
+            row.service_date = new.service_date
+            row.service_window_end = new.service_window_end
+            row.lead_business_days = new.lead_business_days
+            row.updated_at = now
+        reason = flags.get(row.id)
+        if reason is not None:
+            row.at_risk = True
+            row.risk_reason = reason
+            row.updated_at = now
+    _commit(session)
+    return list_plan_lines(session=session, closing_id=closing_id)
+
+
+def correct_address(
+    *, session: Session, closing_id: uuid.UUID, closing_in: ClosingRequest
+) -> Closing:
+    """Store a corrected address, allowed only while no order has gone to Offergrid.
+
+    In one transaction: refuse (ClosingInputError naming `address`) if any placement is placed,
+    may have been sent, or is being sent; otherwise withdraw the unsent intents (their lines are
+    cancelled, so the new plan starts fresh attempts) and store the corrected request.
+    """
+    from models.closing import ClosingInputError
+
+    closing = _lock_closing(session, closing_id)
+    try:
+        if closing_in.crm_closing_id != closing.crm_closing_id:
+            raise ValueError(
+                f"crm_closing_id: {closing_in.crm_closing_id!r} does not match the stored "
+                f"closing's {closing.crm_closing_id!r}"
+            )
+        placements = session.exec(
+            select(Placement)
+            .where(col(Placement.closing_id) == closing_id)
+            .execution_options(populate_existing=True)
+        ).all()
+        now = utcnow()
+        sent = [
+            p
+            for p in placements
+            if p.state in (PlacementState.placed, PlacementState.unknown)
+            or (p.state == PlacementState.intent and p.attempts > 0)
+            or (p.claimed_until is not None and p.claimed_until > now)
+        ]
+        if sent:
+            raise ClosingInputError(
+                "address",
+                f"{len(sent)} order(s) for this closing already went to Offergrid with the old "
+                "address, and an order's address cannot be changed; cancel the closing "
+                "(fell_through) and send it again as a new closing with the right address",
+            )
+    except BaseException:
+        session.rollback()
+        raise
+    for placement in placements:
+        if placement.state != PlacementState.intent:
+            continue
+        placement.state = PlacementState.failed
+        placement.last_error = "withdrawn: the address was corrected before the order was sent"
+        placement.updated_at = now
+        items = list_placement_items(session=session, placement_id=placement.id)
+        _set_line_states(session, [i.plan_line_id for i in items], PlanLineState.cancelled, now)
+    values = ClosingCreate.from_request(closing_in).model_dump(exclude={"status"})
+    for name, value in values.items():
+        setattr(closing, name, value)
+    closing.version += 1
+    closing.updated_at = now
+    _commit(session)
+    return closing
+
+
+def get_item_for_line(*, session: Session, plan_line_id: uuid.UUID) -> OrderItem | None:
+    """The order item that orders this plan line, if it was ever put in a placement."""
+    statement = select(OrderItem).where(col(OrderItem.plan_line_id) == plan_line_id)
+    return session.exec(statement).first()
+
+
+__all__ += [
+    "NextAttempt",
+    "correct_address",
+    "get_item_for_line",
+    "list_attempts",
+    "list_lines_to_repick",
+    "retime_lines",
+    "start_next_attempt",
+    "withdraw_placement",
+]

@@ -98,6 +98,14 @@ class Settings(BaseSettings):
         title="Sync interval minutes",
         description="How often the periodic bulk sync of open orders runs.",
     )
+    max_attempts_per_category: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        title="Attempts per category",
+        description="Orders tried per service (re-picks after rejections or failed installs) "
+        "before a person is asked to choose.",
+    )
     notify_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         title="Notification URLs",

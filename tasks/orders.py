@@ -12,18 +12,28 @@ from prefect.cache_policies import NONE
 from prefect.context import TaskRunContext
 from sqlmodel import Session
 
-from models.tables import PlacementState
-from offergrid.errors import APIConnectionError, InternalServerError, OffergridError, RateLimitError
+from models.tables import ClosingStatus, PlacementState, StatusSource
+from offergrid.errors import (
+    APIConnectionError,
+    InternalServerError,
+    NotCancellableError,
+    OffergridError,
+    RateLimitError,
+)
 from offergrid.models import Order
 from preclose import repository
 from preclose.placing import DueLine, find_order_for_intent, group_due_lines, order_request
 from preclose.runtime import db_session, endpoint_fingerprint, offergrid_client
+from preclose.tracking import updates_from_orders
 from tasks.policies import OFFERGRID_TASK_OPTIONS
 
 logger = logging.getLogger(__name__)
 
 # Long enough for one order call with its timeouts; a placer that dies frees the placement then.
 PLACEMENT_LEASE = timedelta(minutes=2)
+# What Offergrid (and the provider) read when we cancel an order because the deal is off.
+FELL_THROUGH_REASON = "The closing fell through"
+_CALLED_OFF = frozenset({ClosingStatus.fell_through, ClosingStatus.cancelled})
 # The request may have reached Offergrid and created the order before these errors came back.
 _UNCLEAR = (InternalServerError, APIConnectionError)
 
@@ -64,7 +74,10 @@ def place_order(placement_id: uuid.UUID) -> str | None:
         if placement is None:
             current = repository.get_placement(session=session, placement_id=placement_id)
             # Placed already, failed for good, or another placer holds it right now.
-            return current.offergrid_order_id if current is not None else None
+            if current is None or current.offergrid_order_id is None:
+                return None
+            # A retry after a cancel that did not get through (below) tries that cancel again.
+            return _unless_closing_ended(current.id, current.closing_id, current.offergrid_order_id)
         items = repository.list_placement_items(session=session, placement_id=placement_id)
         closing_row = repository.get_closing(session=session, closing_id=placement.closing_id)
         assert closing_row is not None  # the placement's foreign key guarantees it
@@ -85,7 +98,8 @@ def place_order(placement_id: uuid.UUID) -> str | None:
                 existing = find_order_for_intent(client.list_orders(), key)
                 if existing is not None:
                     logger.info("The order for this intent already exists; recording it")
-                    return _record_placed(placement_id, existing)
+                    order_id = _record_placed(placement_id, existing)
+                    return _unless_closing_ended(placement_id, placement.closing_id, order_id)
             request = order_request(closing, [item.offer_id for item in items], intent_key=key)
             created = client.place_order(request, idempotency_key=key)
         except RateLimitError:
@@ -108,7 +122,43 @@ def place_order(placement_id: uuid.UUID) -> str | None:
             with db_session() as session:
                 repository.release_placement(session=session, placement_id=placement_id)
             raise
-    return _record_placed(placement_id, created)
+    order_id = _record_placed(placement_id, created)
+    return _unless_closing_ended(placement_id, placement.closing_id, order_id)
+
+
+def _unless_closing_ended(placement_id: uuid.UUID, closing_id: uuid.UUID, order_id: str) -> str:
+    """Cancel an order just recorded if its closing fell through meanwhile; returns its ID.
+
+    The live check before the order call cannot see a fall-through that lands while the call is
+    out. Looking again after the order is recorded closes that gap: the fall-through flow cancels
+    every order recorded before it changed the status, and this cancels every one recorded after.
+    """
+    with db_session() as session:
+        closing = repository.get_closing(session=session, closing_id=closing_id)
+        items = repository.list_placement_items(session=session, placement_id=placement_id)
+    if closing is None or closing.status not in _CALLED_OFF:
+        return order_id
+    if all(item.status in repository.TERMINAL_ITEM_STATUSES for item in items):
+        return order_id  # cancelled (or ended) already
+    logger.warning("The closing is no longer live: cancelling the order just placed")
+    with offergrid_client() as client:
+        try:
+            order = client.cancel_order(order_id, reason=FELL_THROUGH_REASON)
+        except NotCancellableError:
+            logger.warning("Offergrid would not cancel it; the buyer must call the provider")
+            return order_id
+    item_ids = [item.offergrid_item_id for item in items if item.offergrid_item_id]
+    for update in updates_from_orders([order], item_ids):
+        with db_session() as session:
+            repository.upsert_item_status(
+                session=session,
+                offergrid_item_id=update.offergrid_item_id,
+                status=update.status,
+                at=update.at,
+                source=StatusSource.cancel,
+                notes=update.notes,
+            )
+    return order_id
 
 
 def orders_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:

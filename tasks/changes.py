@@ -1,0 +1,416 @@
+"""Change tasks: store a changed closing, settle and read its orders, cancel them, tell people."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from models.change import ClosingChange
+from models.closing import ClosingInputError, ClosingRequest, check_closing_dates
+from models.tables import Audience, ClosingStatus, PlacementState, StatusSource
+from offergrid.errors import NotCancellableError
+from offergrid.models import Order
+from preclose import repository
+from preclose.notify import Milestone, NotificationContext, compose, send
+from preclose.placing import CLOSING_REF_KEY, INTENT_KEY
+from preclose.runtime import db_session, offergrid_client
+from preclose.settings import get_settings
+from preclose.tracking import updates_from_orders
+from tasks.orders import PLACEMENT_LEASE
+from tasks.policies import OFFERGRID_TASK_OPTIONS
+
+logger = logging.getLogger(__name__)
+
+# How often a change looks again whether an order call in flight has finished.
+_POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class StoredChange:
+    """A change as stored: the closing, its request before and after, and what changed in words."""
+
+    closing_id: uuid.UUID
+    before: ClosingRequest
+    after: ClosingRequest
+    status: ClosingStatus
+    version: int
+    changed: list[str] = field(default_factory=list)
+
+    @property
+    def dates_moved(self) -> bool:
+        """Whether the closing or the effective move-in date is different now."""
+        return (
+            self.before.closing_date != self.after.closing_date
+            or self.before.effective_move_in != self.after.effective_move_in
+        )
+
+    @property
+    def address_corrected(self) -> bool:
+        """Whether the property's address is different now."""
+        return self.before.property.address != self.after.property.address
+
+    @property
+    def contact_corrected(self) -> bool:
+        """Whether the buyer's email or phone is different now."""
+        old, new = self.before.buyer, self.after.buyer
+        return (old.email, old.phone) != (new.email, new.phone)
+
+
+def _what_changed(before: ClosingRequest, after: ClosingRequest) -> list[str]:
+    """The change in words for a summary: dates shown, personal details only named."""
+    changed: list[str] = []
+    if before.closing_date != after.closing_date:
+        changed.append(f"closing date {before.closing_date} -> {after.closing_date}")
+    if before.effective_move_in != after.effective_move_in:
+        changed.append(f"move-in date {before.effective_move_in} -> {after.effective_move_in}")
+    if before.buyer.email != after.buyer.email:
+        changed.append("buyer email")
+    if before.buyer.phone != after.buyer.phone:
+        changed.append("buyer phone")
+    old, new = before.property.address, after.property.address
+    if old != new:
+        changed.append(f"address ({old.city} {old.zip_code} -> {new.city} {new.zip_code})")
+    return changed
+
+
+@task(name="store change", cache_policy=NONE)
+def store_change(crm_closing_id: str, change: ClosingChange, as_of: datetime) -> StoredChange:
+    """Check a change against the stored closing and store it; bad input names its field.
+
+    A fall-through marks the closing at once, so no placement starts after this returns; it is
+    taken even once every service is live (the buyer then has services to stop). A corrected
+    address is refused once any order went to Offergrid (checked and stored in one transaction).
+    Any other change to a closing that is no longer live is refused, and repeating a
+    fall-through changes nothing.
+    """
+    with db_session() as session:
+        row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_closing_id)
+        if row is None:
+            raise ClosingInputError("crm_closing_id", f"no closing {crm_closing_id!r} is known")
+        closing_id, status, version = row.id, ClosingStatus(row.status), row.version
+        before = row.closing_request()
+    if change.fell_through and status == ClosingStatus.fell_through:
+        return StoredChange(closing_id, before, before, status, version)
+    open_to_change = repository.LIVE_CLOSING_STATUSES | (
+        {ClosingStatus.fulfilled} if change.fell_through else set()
+    )
+    if status not in open_to_change:
+        raise ClosingInputError(
+            "crm_closing_id",
+            f"closing {crm_closing_id!r} is {status.value.replace('_', ' ')}; it can no longer "
+            "be changed",
+        )
+    if change.fell_through:
+        with db_session() as session:
+            ended = repository.update_closing_status(
+                session=session, closing_id=closing_id, status=ClosingStatus.fell_through
+            )
+            assert ended is not None  # read above; closings are never deleted
+            version = ended.version
+        return StoredChange(
+            closing_id, before, before, ClosingStatus.fell_through, version, ["fell through"]
+        )
+
+    after = change.applied_to(before)
+    if change.moves_dates:
+        check_closing_dates(after, as_of=as_of)
+    with db_session() as session:
+        if after.property.address != before.property.address:
+            stored = repository.correct_address(
+                session=session, closing_id=closing_id, closing_in=after
+            )
+        else:
+            updated = repository.update_closing_request(
+                session=session, closing_id=closing_id, closing_in=after, expected_version=version
+            )
+            assert updated is not None  # read above; closings are never deleted
+            stored = updated
+        version = stored.version
+    return StoredChange(closing_id, before, after, status, version, _what_changed(before, after))
+
+
+@task(name="settle placements", cache_policy=NONE)
+def settle_placements(closing_id: uuid.UUID, withdraw: bool, wait: bool = True) -> list[str]:
+    """With `wait`, wait for order calls in flight; with `withdraw`, call off unsent intents.
+
+    Once this returns (waiting), every order of the closing is either at Offergrid (recorded, or
+    findable by its key) or will be sent with the stored request as it is now. Returns the
+    categories whose unsent intents were withdrawn (their lines are cancelled, for the new plan to
+    order again).
+    """
+    deadline = time.monotonic() + PLACEMENT_LEASE.total_seconds()
+    withdrawn: list[str] = []
+    while True:
+        now = datetime.now(UTC)
+        held = 0
+        with db_session() as session:
+            pending = repository.list_placements(
+                session=session,
+                states=[PlacementState.intent, PlacementState.unknown],
+                closing_id=closing_id,
+            )
+            for placement in pending:
+                if placement.claimed_until is not None and placement.claimed_until > now:
+                    held += 1
+                elif (
+                    withdraw
+                    and placement.state == PlacementState.intent
+                    and placement.attempts == 0
+                    and repository.withdraw_placement(
+                        session=session,
+                        placement_id=placement.id,
+                        reason="withdrawn: the closing changed before the order was sent",
+                    )
+                ):
+                    withdrawn.extend(_categories(placement.id))
+        if held == 0 or not wait:
+            return withdrawn
+        if time.monotonic() > deadline:
+            # A placer that died mid-call: its lease is over, and the next placer looks it up.
+            logger.warning("An order call of this closing did not finish in time; going on")
+            return withdrawn
+        time.sleep(_POLL_SECONDS)
+
+
+def _categories(placement_id: uuid.UUID) -> list[str]:
+    with db_session() as session:
+        items = repository.list_placement_items(session=session, placement_id=placement_id)
+        lines = [
+            repository.get_plan_line(session=session, plan_line_id=i.plan_line_id) for i in items
+        ]
+    return [line.category for line in lines if line is not None]
+
+
+def _record_statuses(orders: list[Order], source: StatusSource) -> None:
+    """Apply what these orders say about our items (older news is ignored by the repository)."""
+    item_ids = [item.item_id for order in orders for item in order.items if item.item_id]
+    for update in updates_from_orders(orders, item_ids):
+        with db_session() as session:
+            repository.upsert_item_status(
+                session=session,
+                offergrid_item_id=update.offergrid_item_id,
+                status=update.status,
+                at=update.at,
+                source=source,
+                scheduled_for=update.scheduled_for,
+                account_number=update.account_number,
+                notes=update.notes,
+            )
+
+
+def _adopt(placement_id: uuid.UUID, order: Order) -> None:
+    """Record an order found at Offergrid for a placement whose outcome we did not know."""
+    with db_session() as session:
+        try:
+            repository.mark_placement_placed(
+                session=session,
+                placement_id=placement_id,
+                offergrid_order_id=order.order_id,
+                placed_at=order.created_at,
+                items=[
+                    repository.PlacedItem(
+                        offer_id=item.offer_id or "",
+                        offergrid_item_id=item.item_id or "",
+                        status=str(item.status or "pending"),
+                    )
+                    for item in order.items
+                ],
+            )
+        except (repository.PlacementConflictError, ValueError):
+            logger.warning("An order found for a placement does not match it; left as it is")
+
+
+@dataclass(frozen=True)
+class ClosingOrders:
+    """A closing's orders at Offergrid, and the categories whose placements were called off."""
+
+    orders: list[Order]
+    withdrawn: list[str] = field(default_factory=list)
+
+
+@task(name="read closing orders", cache_policy=NONE, **OFFERGRID_TASK_OPTIONS)
+def read_closing_orders(closing_id: uuid.UUID, withdraw_unfound: bool) -> ClosingOrders:
+    """The closing's orders as Offergrid has them now (one bulk read), our records brought up to
+    date: placements with an unknown outcome are adopted when found, and with `withdraw_unfound`
+    called off when not (so nothing of the old request is sent after this)."""
+    with offergrid_client() as client:
+        everything = client.list_orders()
+    with db_session() as session:
+        row = repository.get_closing(session=session, closing_id=closing_id)
+        if row is None:
+            raise LookupError(f"closing_id: no closing {closing_id}")
+        crm_id = row.crm_closing_id
+        placements = repository.list_placements(session=session, closing_id=closing_id)
+    ours_ids = {p.offergrid_order_id for p in placements if p.offergrid_order_id}
+    keys = {p.intent_key: p for p in placements}
+    orders = [
+        order
+        for order in everything
+        if order.order_id in ours_ids
+        or (order.metadata or {}).get(CLOSING_REF_KEY) == crm_id
+        or (order.metadata or {}).get(INTENT_KEY) in keys
+    ]
+    found_keys = {(order.metadata or {}).get(INTENT_KEY): order for order in orders}
+    withdrawn: list[str] = []
+    for placement in placements:
+        if placement.state not in (PlacementState.intent, PlacementState.unknown):
+            continue
+        found = found_keys.get(placement.intent_key)
+        if found is not None:
+            _adopt(placement.id, found)
+        elif withdraw_unfound:
+            with db_session() as session:
+                called_off = repository.withdraw_placement(
+                    session=session,
+                    placement_id=placement.id,
+                    reason="withdrawn: the closing changed before the order reached Offergrid",
+                    maybe_sent=True,
+                )
+            if called_off:
+                withdrawn.extend(_categories(placement.id))
+    _record_statuses(orders, StatusSource.sync)
+    return ClosingOrders(orders, withdrawn)
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """One order cancel: done, or refused with Offergrid's reason and the order as it stands."""
+
+    order_id: str
+    cancelled: bool
+    why: str | None = None
+    order: Order | None = None
+
+
+@task(name="cancel order", cache_policy=NONE, **OFFERGRID_TASK_OPTIONS)
+def cancel_order(order_id: str, reason: str) -> CancelResult:
+    """Cancel one Offergrid order (every item) and record it; a refusal is a result, not a failure.
+
+    Offergrid refuses (409) once any item is past `scheduled`; the order is then read back, so the
+    caller can say which service holds it up. Retried only on 429, 5xx and connection errors.
+    """
+    with offergrid_client() as client:
+        try:
+            order = client.cancel_order(order_id, reason=reason)
+        except NotCancellableError as err:
+            current = client.get_order(order_id)
+            _record_statuses([current], StatusSource.sync)
+            if current.items and all(str(item.status) == "cancelled" for item in current.items):
+                return CancelResult(order_id, cancelled=True, order=current)
+            detail = getattr(err.body, "detail", None) or str(err)
+            return CancelResult(order_id, cancelled=False, why=str(detail), order=current)
+    _record_statuses([order], StatusSource.cancel)
+    return CancelResult(order_id, cancelled=True, order=order)
+
+
+@task(name="tell", cache_policy=NONE)
+def tell(
+    closing_id: uuid.UUID,
+    milestone: Milestone,
+    *,
+    topic: str,
+    agent_only: bool = False,
+    category: str | None = None,
+    provider: str | None = None,
+    previous_closing_date: date | None = None,
+    previous_move_in_date: date | None = None,
+    previous_address: str | None = None,
+    changes: list[str] | None = None,
+    reason: str | None = None,
+    next_provider: str | None = None,
+    next_offer: str | None = None,
+    install_failed: bool = False,
+    attempts: int | None = None,
+) -> list[Audience]:
+    """Tell the agent (and the buyer, if they agreed and it is for them) once per `topic`."""
+    with db_session() as session:
+        row = repository.get_closing(session=session, closing_id=closing_id)
+        if row is None:
+            raise LookupError(f"closing_id: no closing {closing_id}")
+        closing = row.closing_request()
+    context = NotificationContext.from_closing(
+        closing,
+        category=category,
+        provider=provider,
+        previous_closing_date=previous_closing_date,
+        previous_move_in_date=previous_move_in_date,
+        previous_address=previous_address,
+        changes=changes,
+        reason=reason,
+        next_provider=next_provider,
+        next_offer=next_offer,
+        install_failed=install_failed,
+        attempts=attempts,
+    )
+    audiences = [Audience.agent]
+    if closing.buyer.contact_consent and not agent_only:
+        audiences.insert(0, Audience.buyer)
+    urls = get_settings().notify_urls
+    told: list[Audience] = []
+    for audience in audiences:
+        message = compose(milestone, context, audience=audience)
+        channel = closing.buyer.preferred_channel if audience is Audience.buyer else None
+        with db_session() as session:
+            claim = repository.record_notification(
+                session=session,
+                closing_id=closing_id,
+                audience=audience,
+                milestone=milestone.value,
+                channel=channel.value if channel else "email",
+                body=message.body,
+                dedupe_key=f"{closing_id}:{audience.value}:{milestone.value}:{topic}"[:200],
+            )
+        if claim is None:
+            continue  # told already, by this run or another
+        send(message, to=audience, urls=urls, channel=channel)
+        with db_session() as session:
+            repository.mark_notification_sent(session=session, notification_id=claim.id)
+        told.append(audience)
+    return told
+
+
+@task(name="cancel unordered lines", cache_policy=NONE)
+def cancel_unordered_lines(closing_id: uuid.UUID) -> int:
+    """Cancel the closing's lines never sent to Offergrid (it fell through); returns how many."""
+    with db_session() as session:
+        return repository.cancel_unplaced_lines(session=session, closing_id=closing_id)
+
+
+@task(name="describe items", cache_policy=NONE)
+def describe_items(item_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """Each Offergrid item's service as our records have it: (category, provider)."""
+    described: dict[str, tuple[str, str | None]] = {}
+    with db_session() as session:
+        for item_id in item_ids:
+            ours = repository.get_item_by_offergrid_id(session=session, offergrid_item_id=item_id)
+            line = (
+                repository.get_plan_line(session=session, plan_line_id=ours.plan_line_id)
+                if ours is not None
+                else None
+            )
+            if line is not None:
+                described[item_id] = (line.category, line.provider_name)
+    return described
+
+
+def orders_by_id(orders: list[Order]) -> dict[str, Order]:
+    """The orders keyed by their Offergrid ID."""
+    return {order.order_id: order for order in orders}
+
+
+def conveyed_move_in(order: Order | None) -> date | None:
+    """The move-in date an order told the provider (its metadata), if it says."""
+    value: Any = (order.metadata or {}).get("moveInDate") if order is not None else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
