@@ -123,13 +123,13 @@ def window_chart(
     def column(day: date) -> int:
         return (day - start).days
 
-    header = [" "] * days
+    # Room past the last day, so the last week's label is never cut.
+    header = [" "] * (days + 7)
     for day_offset in range(0, days, 7):
         label = f"{start + timedelta(days=day_offset):%b %-d}"
         for index, char in enumerate(label):
-            if day_offset + index < days:
-                header[day_offset + index] = char
-    rows = [" " * width + "".join(header)]
+            header[day_offset + index] = char
+    rows = [" " * width + "".join(header).rstrip()]
     for line in lines:
         cells = ["·"] * days
         for offset in range(column(line.placement_date), column(line.service_date) + 1):
