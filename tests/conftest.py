@@ -7,6 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# One Prefect test server for the whole session, whichever modules ask for it.
+pytest_plugins = ["tests.fixtures_prefect"]
+
 # Variables our settings read; a developer's shell must not leak into a test.
 _OWN_PREFIXES = ("PRECLOSE_", "OFFERGRID_")
 

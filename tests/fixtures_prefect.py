@@ -1,7 +1,7 @@
 """The one Prefect test server of a test session: `prefect_harness`.
 
-Load it as a plugin, so every module shares one server (importing the fixture into several modules
-would start one per module): ``pytest_plugins = ["tests.fixtures_prefect"]``.
+tests/conftest.py loads it as a plugin, so every module shares one server (importing the fixture
+into several modules would start one per module).
 """
 
 from __future__ import annotations

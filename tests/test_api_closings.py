@@ -30,8 +30,6 @@ from preclose.settings import Settings
 from tests.fixtures_planning import closing_data
 from tests.fixtures_sandbox import free_port
 
-pytest_plugins = ["tests.fixtures_prefect"]
-
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 PERSONAL = ("John Doe", "john.doe@example.com", "555-4567", "5125554567", "Sam Okafor")
 

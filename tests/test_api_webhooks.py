@@ -49,8 +49,6 @@ from tasks.planning import plan_and_store
 from tests.fixtures_db import BACKENDS, PostgresUnreachable, postgres_unavailable
 from tests.fixtures_db import temporary_postgres_database as postgres_database
 
-pytest_plugins = ["tests.fixtures_prefect"]
-
 SECRET = "whsec_preclose_test_3f9a"
 START = datetime(2027, 3, 1, 15, 0, tzinfo=UTC)
 HOOK_URL = "http://preclose.test/webhooks/offergrid"

@@ -62,8 +62,6 @@ from tests.test_storage import (
     plan,
 )
 
-pytest_plugins = ["tests.fixtures_prefect"]
-
 webhook_receiver = fixtures_sandbox.webhook_receiver
 
 # Monday 1 March 2027. The Chicago sample closes Monday 22 March (move-in Thursday 25 March, a

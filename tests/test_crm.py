@@ -27,8 +27,6 @@ from preclose.settings import get_settings
 from tests.fixtures_planning import closing_data
 from tests.fixtures_sandbox import free_port
 
-pytest_plugins = ["tests.fixtures_prefect"]
-
 # The real clock: crm's public calls judge dates by it, so closings are dated well ahead of it.
 CLOSING_DAY = date(datetime.now(UTC).year + 1, 3, 15)
 

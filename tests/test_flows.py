@@ -36,8 +36,6 @@ from preclose.runtime import db_session
 from preclose.settings import get_settings
 from tasks.artifacts import artifact_key
 
-pytest_plugins = ["tests.fixtures_prefect"]
-
 START = datetime.fromisoformat("2027-03-01T15:00:00+00:00")
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -47,8 +47,6 @@ from tasks.policies import (
     retry_condition,
 )
 
-pytest_plugins = ["tests.fixtures_prefect"]
-
 NO_WAIT = RetryPolicy(retries=2, base_delay_seconds=0, jitter_factor=0)
 
 

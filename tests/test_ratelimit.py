@@ -34,8 +34,6 @@ from preclose.ratelimit import (
 from preclose.settings import Settings
 from tests import fixtures_db
 
-pytest_plugins = ["tests.fixtures_prefect"]
-
 engine = fixtures_db.engine  # a migrated database per test: SQLite file, then PostgreSQL
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,8 +39,6 @@ from preclose.settings import get_settings
 from tasks import schedules
 from tasks.schedules import cancel_closing_schedule, sync_closing_schedule
 
-pytest_plugins = ["tests.fixtures_prefect"]
-
 TODAY = datetime.now(UTC).date()
 PLACE_DUE_ENTRYPOINT = "flows/place.py:place_due_orders"
 
