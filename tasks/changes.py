@@ -18,11 +18,11 @@ from models.tables import Audience, ClosingStatus, PlacementState, StatusSource
 from offergrid.errors import NotCancellableError
 from offergrid.models import Order
 from preclose import repository
-from preclose.notify import Milestone, NotificationContext, compose, send
+from preclose.notify import Milestone, NotificationContext
 from preclose.placing import CLOSING_REF_KEY, INTENT_KEY
 from preclose.runtime import db_session, offergrid_client
-from preclose.settings import get_settings
 from preclose.tracking import updates_from_orders
+from tasks.notifications import deliver_once
 from tasks.orders import PLACEMENT_LEASE
 from tasks.policies import OFFERGRID_TASK_OPTIONS
 
@@ -349,31 +349,7 @@ def tell(
         install_failed=install_failed,
         attempts=attempts,
     )
-    audiences = [Audience.agent]
-    if closing.buyer.contact_consent and not agent_only:
-        audiences.insert(0, Audience.buyer)
-    urls = get_settings().notify_urls
-    told: list[Audience] = []
-    for audience in audiences:
-        message = compose(milestone, context, audience=audience)
-        channel = closing.buyer.preferred_channel if audience is Audience.buyer else None
-        with db_session() as session:
-            claim = repository.record_notification(
-                session=session,
-                closing_id=closing_id,
-                audience=audience,
-                milestone=milestone.value,
-                channel=channel.value if channel else "email",
-                body=message.body,
-                dedupe_key=f"{closing_id}:{audience.value}:{milestone.value}:{topic}"[:200],
-            )
-        if claim is None:
-            continue  # told already, by this run or another
-        send(message, to=audience, urls=urls, channel=channel)
-        with db_session() as session:
-            repository.mark_notification_sent(session=session, notification_id=claim.id)
-        told.append(audience)
-    return told
+    return deliver_once(closing_id, closing, milestone, context, topic=topic, agent_only=agent_only)
 
 
 @task(name="cancel unordered lines", cache_policy=NONE)

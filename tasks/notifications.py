@@ -9,6 +9,7 @@ from datetime import datetime
 from prefect import task
 from prefect.cache_policies import NONE
 
+from models.closing import ClosingRequest
 from models.tables import Audience
 from preclose import repository
 from preclose.notify import Milestone, NotificationContext, compose, send
@@ -45,10 +46,27 @@ def notify_milestone(
         scheduled_for=scheduled_for,
         account_number=account_number,
     )
+    return deliver_once(closing_id, closing, milestone, context, topic=topic)
+
+
+def deliver_once(
+    closing_id: uuid.UUID,
+    closing: ClosingRequest,
+    milestone: Milestone,
+    context: NotificationContext,
+    *,
+    topic: str,
+    agent_only: bool = False,
+) -> list[Audience]:
+    """Send the milestone's message to each audience that has not had it yet; returns who got it.
+
+    The claim is stored before the send, so two runs seeing the same news tell it once between
+    them; the buyer is told only with their consent, on their preferred channel.
+    """
     audiences = [Audience.agent]
-    if closing.buyer.contact_consent:
+    if closing.buyer.contact_consent and not agent_only:
         audiences.insert(0, Audience.buyer)
-    settings = get_settings()
+    urls = get_settings().notify_urls
     told: list[Audience] = []
     for audience in audiences:
         message = compose(milestone, context, audience=audience)
@@ -61,11 +79,11 @@ def notify_milestone(
                 milestone=milestone.value,
                 channel=channel.value if channel else "email",
                 body=message.body,
-                dedupe_key=f"{closing_id}:{audience.value}:{milestone.value}:{topic}",
+                dedupe_key=f"{closing_id}:{audience.value}:{milestone.value}:{topic}"[:200],
             )
         if claim is None:
             continue  # told already, by this run or another
-        send(message, to=audience, urls=settings.notify_urls, channel=channel)
+        send(message, to=audience, urls=urls, channel=channel)
         with db_session() as session:
             repository.mark_notification_sent(session=session, notification_id=claim.id)
         told.append(audience)
