@@ -23,7 +23,7 @@ from preclose.replanning import (
     service_name,
     stale_contact_fields,
 )
-from tasks.artifacts import publish_closing
+from tasks.artifacts import publish
 from tasks.catalog import cached_fetch_offers
 from tasks.changes import (
     StoredChange,
@@ -102,7 +102,7 @@ def change_closing(
         summary.orders_placed = placed.orders
         sync_closing_schedule(stored.closing_id, now)
     _tell(stored, summary, change.reason)
-    publish_closing(stored.closing_id, now)
+    publish(stored.closing_id, now)
     return summary
 
 
@@ -308,7 +308,7 @@ def _fall_through(
         changes=[_sentence(c) for c in stuck],
         reason=reason,
     )
-    publish_closing(closing_id, now)
+    publish(closing_id, now)
     return ChangeSummary(
         closing_id=closing_id,
         crm_closing_id=crm_closing_id,

@@ -14,7 +14,7 @@ from models.summary import ClosingSummary, LineSummary
 from preclose import repository
 from preclose.notify import Milestone
 from preclose.runtime import db_session
-from tasks.artifacts import publish_closing
+from tasks.artifacts import publish
 from tasks.catalog import cached_fetch_offers
 from tasks.closings import store_closing
 from tasks.notifications import notify_milestone
@@ -52,7 +52,7 @@ def coordinate_closing(closing: ClosingRequest, as_of: datetime | None = None) -
     )
     # Later orders go out on their own dates: one scheduled run per date, visible in the UI.
     sync_closing_schedule(closing_id, now)
-    publish_closing(closing_id, now)
+    publish(closing_id, now)
     return summarize(closing_id, created=created, orders=orders, problems=plan.problems)
 
 

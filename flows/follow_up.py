@@ -14,7 +14,7 @@ from preclose import repository
 from preclose.notify import Milestone
 from preclose.runtime import db_session
 from preclose.tracking import milestone_for
-from tasks.artifacts import publish_closing
+from tasks.artifacts import publish
 from tasks.notifications import notify_milestone
 from tasks.replan import repick_rejected
 from tasks.tracking import assess_risks, complete_fulfilled_closings, item_news
@@ -63,7 +63,7 @@ def follow_up(
         )
     fulfilled = complete_fulfilled_closings()
     for closing_id in touched | set(fulfilled):
-        publish_closing(closing_id, as_of)
+        publish(closing_id, as_of)
     return FollowUpSummary(messages=told, risks=len(risks), fulfilled_closings=[*fulfilled])
 
 

@@ -115,8 +115,10 @@ def window_chart(
     """A text chart, one row per service: ordered ▲, window ━, service needed ●, closing │."""
     if not lines:
         return "(no services planned)"
-    start = min([today, *(line.placement_date for line in lines)])
-    end = max([closing_date, move_in_date, *(line.service_date for line in lines)])
+    # A late re-pick is ordered after its service date: every date a line has must fit.
+    dates = [d for line in lines for d in (line.placement_date, line.service_date)]
+    start = min([today, *dates])
+    end = max([closing_date, move_in_date, *dates])
     days = (end - start).days + 1
     width = max(len(line.category) for line in lines) + 2
 
@@ -132,7 +134,8 @@ def window_chart(
     rows = [" " * width + "".join(header).rstrip()]
     for line in lines:
         cells = ["·"] * days
-        for offset in range(column(line.placement_date), column(line.service_date) + 1):
+        first, last = sorted((column(line.placement_date), column(line.service_date)))
+        for offset in range(first, last + 1):
             cells[offset] = "━"
         cells[column(line.placement_date)] = "▲"
         cells[column(line.service_date)] = "●"

@@ -6,7 +6,7 @@ import re
 import uuid
 from datetime import datetime
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
@@ -38,3 +38,14 @@ def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> None:
         ),
         description=f"Timeline of closing {report.crm_closing_id}",
     )
+
+
+def publish(closing_id: uuid.UUID, as_of: datetime) -> None:
+    """Run `publish closing` inside a flow without letting a report failure fail the flow.
+
+    Artifacts are for people to look at: a closing's orders and notifications must not wait on
+    them. A failure stays visible as the failed task run and a warning.
+    """
+    state = publish_closing(closing_id, as_of, return_state=True)
+    if state.is_failed():
+        get_run_logger().warning("Could not publish the plan and timeline of %s", closing_id)

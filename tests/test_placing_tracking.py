@@ -163,3 +163,19 @@ def test_timeline_chart_marks_order_service_and_closing() -> None:
     assert (date(2027, 3, 3), "Accepted by the provider") in texts
     assert (date(2027, 3, 18), "Move-in") in texts
     assert texts == sorted(texts, key=lambda pair: pair[0])
+
+
+def test_timeline_chart_fits_a_late_repick_ordered_after_its_service_date() -> None:
+    """A re-pick ordered after the day it was needed still gets a row, never an error."""
+    lines = [
+        LineDates("internet", "Metro 5G", date(2027, 3, 20), date(2027, 3, 16), "placed", True),
+    ]
+    chart = window_chart(
+        lines=lines,
+        closing_date=date(2027, 3, 16),
+        move_in_date=date(2027, 3, 16),
+        today=date(2027, 3, 22),
+    )
+    row = next(line for line in chart.splitlines() if line.startswith("internet"))
+    assert row.count("●") == 1 and row.count("▲") == 1 and row.rstrip().endswith("⚠")
+    assert row.index("●") < row.index("▲")
