@@ -46,6 +46,10 @@ def demo(*, closings: int = 3, seed: int = 7) -> None:
         sys.exit(2)
     data_dir = Path(os.environ.get("PRECLOSE_DATA_DIR", ".preclose")).resolve()
     prepare_environment(data_dir)
+    from preclose.settings import get_settings
+
+    get_settings.cache_clear()
+    get_settings()  # a configuration mistake stops here, before any flow runs
     outcome = run_demo(closings=closings, seed=seed, console=console)
     console.print(closing_words(outcome, data_dir))
     if outcome.fulfilled < outcome.closings:
@@ -87,11 +91,17 @@ def serve(
 
 
 def main() -> None:
-    """Entry point of the `preclose` script."""
+    """Entry point of the `preclose` script; a configuration mistake is one line, no traceback."""
+    from preclose.settings import SettingsError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except SettingsError as err:
+        # The message names the environment variable and what is wrong; never the value.
+        print(f"preclose: configuration error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 # The CRM API's caller keys --------------------------------------------------------------------
