@@ -13,7 +13,6 @@ from models.summary import FollowUpSummary
 from preclose import repository
 from preclose.notify import Milestone
 from preclose.runtime import db_session
-from preclose.tracking import milestone_for
 from tasks.artifacts import publish
 from tasks.notifications import notify_milestone
 from tasks.replan import repick_rejected
@@ -32,13 +31,10 @@ def follow_up(
     told = 0
     for closing_id in touched:
         for news in item_news(closing_id):
-            milestone = milestone_for(news.status)
-            if milestone is None:
-                continue
             audiences = notify_milestone(
                 closing_id,
-                milestone,
-                topic=f"{news.category}:{news.attempt}",
+                news.milestone,
+                topic=news.topic,
                 category=news.category,
                 provider=news.provider,
                 scheduled_for=news.scheduled_for,

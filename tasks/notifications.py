@@ -79,7 +79,7 @@ def deliver_once(
                 milestone=milestone.value,
                 channel=channel.value if channel else "email",
                 body=message.body,
-                dedupe_key=f"{closing_id}:{audience.value}:{milestone.value}:{topic}"[:200],
+                dedupe_key=told_key(closing_id, audience, milestone, topic),
             )
         if claim is None:
             continue  # told already, by this run or another
@@ -88,3 +88,8 @@ def deliver_once(
             repository.mark_notification_sent(session=session, notification_id=claim.id)
         told.append(audience)
     return told
+
+
+def told_key(closing_id: uuid.UUID, audience: Audience, milestone: Milestone, topic: str) -> str:
+    """The dedupe key that records one milestone told to one audience about one topic."""
+    return f"{closing_id}:{audience.value}:{milestone.value}:{topic}"[:200]

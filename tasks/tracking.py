@@ -11,8 +11,10 @@ from prefect.cache_policies import NONE
 from sqlmodel import col, select
 
 from models.tables import (
+    Audience,
     Closing,
     ClosingStatus,
+    Notification,
     OrderItem,
     Placement,
     PlanLineRow,
@@ -20,8 +22,16 @@ from models.tables import (
 )
 from offergrid.models.enums import FULFILLED
 from preclose import repository
+from preclose.notify import Milestone
 from preclose.runtime import db_session
-from preclose.tracking import NO_RESPONSE_REASON, ItemFacts, ItemUpdate, risk_of
+from preclose.tracking import (
+    NO_RESPONSE_REASON,
+    ItemFacts,
+    ItemUpdate,
+    milestone_for,
+    risk_of,
+)
+from tasks.notifications import told_key
 
 
 @dataclass(frozen=True)
@@ -168,19 +178,23 @@ def complete_fulfilled_closings() -> list[uuid.UUID]:
 
 @dataclass(frozen=True)
 class ItemNews:
-    """What a person may need to hear about one item as it stands now."""
+    """A milestone an item has reached that the agent has not been told yet."""
 
+    milestone: Milestone
+    topic: str
     category: str
-    attempt: int
     provider: str | None
-    status: str
     scheduled_for: datetime | None
     account_number: str | None
 
 
 @task(name="item news", cache_policy=NONE)
 def item_news(closing_id: uuid.UUID) -> list[ItemNews]:
-    """Every placed item of a closing with its current status: the news is derived from state."""
+    """The news of a closing's items not told yet, derived from each item's current status.
+
+    The agent hears every milestone, so a milestone whose agent message is recorded is old news;
+    reading that here keeps a sync from starting a notification task for every item every time.
+    """
     with db_session() as session:
         rows = session.exec(
             select(OrderItem, PlanLineRow)
@@ -188,14 +202,25 @@ def item_news(closing_id: uuid.UUID) -> list[ItemNews]:
             .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
             .where(col(Placement.closing_id) == closing_id, col(OrderItem.status).is_not(None))
         ).all()
-        return [
+        told = set(
+            session.exec(
+                select(Notification.dedupe_key).where(col(Notification.closing_id) == closing_id)
+            ).all()
+        )
+    news: list[ItemNews] = []
+    for item, line in rows:
+        milestone = milestone_for(str(item.status))
+        topic = f"{line.category}:{line.attempt}"
+        if milestone is None or told_key(closing_id, Audience.agent, milestone, topic) in told:
+            continue
+        news.append(
             ItemNews(
+                milestone=milestone,
+                topic=topic,
                 category=line.category,
-                attempt=line.attempt,
                 provider=line.provider_name,
-                status=str(item.status),
                 scheduled_for=item.scheduled_for,
                 account_number=item.account_number,
             )
-            for item, line in rows
-        ]
+        )
+    return news
