@@ -23,7 +23,7 @@ from preclose.placing import CLOSING_REF_KEY, INTENT_KEY
 from preclose.runtime import db_session, offergrid_client
 from preclose.tracking import updates_from_orders
 from tasks.notifications import deliver_once
-from tasks.orders import PLACEMENT_LEASE
+from tasks.orders import PLACEMENT_LEASE, record_placed
 from tasks.policies import OFFERGRID_TASK_OPTIONS
 
 logger = logging.getLogger(__name__)
@@ -207,24 +207,10 @@ def _record_statuses(orders: list[Order], source: StatusSource) -> None:
 
 def _adopt(placement_id: uuid.UUID, order: Order) -> None:
     """Record an order found at Offergrid for a placement whose outcome we did not know."""
-    with db_session() as session:
-        try:
-            repository.mark_placement_placed(
-                session=session,
-                placement_id=placement_id,
-                offergrid_order_id=order.order_id,
-                placed_at=order.created_at,
-                items=[
-                    repository.PlacedItem(
-                        offer_id=item.offer_id or "",
-                        offergrid_item_id=item.item_id or "",
-                        status=str(item.status or "pending"),
-                    )
-                    for item in order.items
-                ],
-            )
-        except (repository.PlacementConflictError, ValueError):
-            logger.warning("An order found for a placement does not match it; left as it is")
+    try:
+        record_placed(placement_id, order)
+    except (repository.PlacementConflictError, ValueError):
+        logger.warning("An order found for a placement does not match it; left as it is")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ _CALLED_OFF = frozenset({ClosingStatus.fell_through, ClosingStatus.cancelled})
 _UNCLEAR = (InternalServerError, APIConnectionError)
 
 
-def _record_placed(placement_id: uuid.UUID, order: Order) -> str:
+def record_placed(placement_id: uuid.UUID, order: Order) -> str:
+    """Record Offergrid's order for a placement (ID, items, creation time); returns its ID."""
     with db_session() as session:
         repository.mark_placement_placed(
             session=session,
@@ -98,7 +99,7 @@ def place_order(placement_id: uuid.UUID) -> str | None:
                 existing = find_order_for_intent(client.list_orders(), key)
                 if existing is not None:
                     logger.info("The order for this intent already exists; recording it")
-                    order_id = _record_placed(placement_id, existing)
+                    order_id = record_placed(placement_id, existing)
                     return _unless_closing_ended(placement_id, placement.closing_id, order_id)
             request = order_request(closing, [item.offer_id for item in items], intent_key=key)
             created = client.place_order(request, idempotency_key=key)
@@ -122,7 +123,7 @@ def place_order(placement_id: uuid.UUID) -> str | None:
             with db_session() as session:
                 repository.release_placement(session=session, placement_id=placement_id)
             raise
-    order_id = _record_placed(placement_id, created)
+    order_id = record_placed(placement_id, created)
     return _unless_closing_ended(placement_id, placement.closing_id, order_id)
 
 

@@ -223,7 +223,7 @@ def die(*args, **kwargs):
     # Offergrid has answered with the new order; die before our database hears of it.
     os.kill(os.getpid(), signal.SIGKILL)
 
-orders._record_placed = die
+orders.record_placed = die
 orders.place_order.fn(uuid.UUID(sys.argv[1]))
 """
 
