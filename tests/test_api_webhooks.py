@@ -32,8 +32,7 @@ from models.samples import sample_closings
 from models.tables import ItemStatusHistory, OrderItem, StatusSource, WebhookEvent
 from offergrid.models.enums import status_rank
 from offergrid.signing import sign_webhook
-from offergrid_sandbox.config import RESELLER_KEY, SandboxConfig, SimulationConfig
-from offergrid_sandbox.server import SandboxServer, running_sandbox
+from offergrid_sandbox.server import SandboxServer
 from offergrid_sandbox.webhooks import WebhookDispatcher
 from preclose import repository
 from preclose.api import create_api
@@ -48,12 +47,12 @@ from tasks.orders import place_order, prepare_placements
 from tasks.planning import plan_and_store
 from tests.fixtures_db import BACKENDS, PostgresUnreachable, postgres_unavailable
 from tests.fixtures_db import temporary_postgres_database as postgres_database
+from tests.fixtures_flows import preclose_on_local_offergrid
 
 SECRET = "whsec_preclose_test_3f9a"
 START = datetime(2027, 3, 1, 15, 0, tzinfo=UTC)
 HOOK_URL = "http://preclose.test/webhooks/offergrid"
 DAY = 86_400
-
 
 # Fixtures --------------------------------------------------------------------------------------
 
@@ -77,22 +76,10 @@ def offergrid(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str
 ) -> Iterator[SandboxServer]:
     """A virtual-clock local Offergrid on loopback, and preclose configured against it."""
-    config = SandboxConfig(
-        clock="virtual",
-        seed=11,
-        start_time=START,
-        simulation=SimulationConfig(rejection_rate=0, failure_rate=0),
-    )
-    with running_sandbox(config) as server:
-        monkeypatch.setenv("PRECLOSE_DATA_DIR", str(tmp_path))
-        monkeypatch.setenv("PRECLOSE_DATABASE_URL", database_url)
-        monkeypatch.setenv("PRECLOSE_OFFERGRID_BASE_URL", server.url)
-        monkeypatch.setenv("PRECLOSE_OFFERGRID_API_KEY", RESELLER_KEY)
-        monkeypatch.setenv("PRECLOSE_OFFERGRID_WEBHOOK_SECRET", SECRET)
-        get_settings.cache_clear()
+    with preclose_on_local_offergrid(
+        monkeypatch, tmp_path, start=START, database_url=database_url, webhook_secret=SECRET
+    ) as server:
         yield server
-        dispose_engines()
-        get_settings.cache_clear()
 
 
 class Receiver:

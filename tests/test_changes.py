@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -41,15 +40,15 @@ from models.tables import (
     StatusSource,
 )
 from offergrid import OffergridClient
-from offergrid_sandbox.config import PROVIDER_KEY, RESELLER_KEY, SandboxConfig, SimulationConfig
-from offergrid_sandbox.server import SandboxServer, running_sandbox
+from offergrid_sandbox.config import PROVIDER_KEY, SimulationConfig
+from offergrid_sandbox.server import SandboxServer
 from preclose import repository
 from preclose.api.webhooks import handle_delivery
-from preclose.db import dispose_engines
 from preclose.runtime import db_session
 from preclose.settings import get_settings
 from tasks.orders import place_order, prepare_placements
 from tests import fixtures_db, fixtures_sandbox
+from tests.fixtures_flows import preclose_on_local_offergrid
 from tests.test_storage import (
     CLOSING_DAY,
     T0,
@@ -85,25 +84,12 @@ def offergrid(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefect_harness: None
 ) -> Iterator[SandboxServer]:
     """A virtual-clock local Offergrid on loopback, a fresh SQLite database, Prefect's test API."""
-    config = SandboxConfig(
-        clock="virtual",
-        seed=11,
-        start_time=START,
-        simulation=SimulationConfig(rejection_rate=0, failure_rate=0),
-    )
-    with running_sandbox(config) as server:
-        monkeypatch.setenv("PRECLOSE_DATA_DIR", str(tmp_path))
-        monkeypatch.setenv("PRECLOSE_DATABASE_URL", f"sqlite:///{tmp_path / 'preclose.db'}")
-        monkeypatch.setenv("PRECLOSE_OFFERGRID_BASE_URL", server.url)
-        monkeypatch.setenv("PRECLOSE_OFFERGRID_API_KEY", RESELLER_KEY)
-        monkeypatch.setenv("PRECLOSE_OFFERGRID_WEBHOOK_SECRET", WEBHOOK_SECRET)
-        get_settings.cache_clear()
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            yield server
-            # The check every test ends with: nothing it did left the two sides apart.
-            assert_records_agree(server)
-        dispose_engines()
-        get_settings.cache_clear()
+    with preclose_on_local_offergrid(
+        monkeypatch, tmp_path, start=START, webhook_secret=WEBHOOK_SECRET
+    ) as server:
+        yield server
+        # The check every test ends with: nothing it did left the two sides apart.
+        assert_records_agree(server)
 
 
 # Helpers ----------------------------------------------------------------------------------------

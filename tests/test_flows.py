@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from sqlmodel import select
 
 from flows.coordinate import coordinate_closing
@@ -25,16 +24,12 @@ from models.closing import ClosingRequest
 from models.samples import sample_closings
 from models.tables import ClosingStatus, OrderItem, Placement, PlacementState, PlanLineRow
 from offergrid_sandbox.config import (
-    RESELLER_KEY,
     FaultConfig,
-    SandboxConfig,
-    SimulationConfig,
 )
-from offergrid_sandbox.server import SandboxServer, running_sandbox
-from preclose.db import dispose_engines
+from offergrid_sandbox.server import SandboxServer
 from preclose.runtime import db_session
-from preclose.settings import get_settings
 from tasks.artifacts import artifact_key
+from tests.fixtures_flows import preclose_on_local_offergrid
 
 START = datetime.fromisoformat("2027-03-01T15:00:00+00:00")
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,22 +40,8 @@ def offergrid(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefect_harness: None
 ) -> Iterator[SandboxServer]:
     """A virtual-clock local Offergrid on loopback, a fresh SQLite database, Prefect's test API."""
-    config = SandboxConfig(
-        clock="virtual",
-        seed=11,
-        start_time=START,
-        simulation=SimulationConfig(rejection_rate=0, failure_rate=0),
-    )
-    with running_sandbox(config) as server:
-        monkeypatch.setenv("PRECLOSE_DATA_DIR", str(tmp_path))
-        monkeypatch.setenv("PRECLOSE_DATABASE_URL", f"sqlite:///{tmp_path / 'preclose.db'}")
-        monkeypatch.setenv("PRECLOSE_OFFERGRID_BASE_URL", server.url)
-        monkeypatch.setenv("PRECLOSE_OFFERGRID_API_KEY", RESELLER_KEY)
-        get_settings.cache_clear()
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            yield server
-        dispose_engines()
-        get_settings.cache_clear()
+    with preclose_on_local_offergrid(monkeypatch, tmp_path, start=START) as server:
+        yield server
 
 
 def _sample(server: SandboxServer, index: int = 1) -> ClosingRequest:
