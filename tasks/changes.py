@@ -25,6 +25,7 @@ from preclose.tracking import updates_from_orders
 from tasks.notifications import deliver_once
 from tasks.orders import PLACEMENT_LEASE, record_placed
 from tasks.policies import OFFERGRID_TASK_OPTIONS
+from tasks.tracking import record_update
 
 logger = logging.getLogger(__name__)
 
@@ -192,17 +193,7 @@ def _record_statuses(orders: list[Order], source: StatusSource) -> None:
     """Apply what these orders say about our items (older news is ignored by the repository)."""
     item_ids = [item.item_id for order in orders for item in order.items if item.item_id]
     for update in updates_from_orders(orders, item_ids):
-        with db_session() as session:
-            repository.upsert_item_status(
-                session=session,
-                offergrid_item_id=update.offergrid_item_id,
-                status=update.status,
-                at=update.at,
-                source=source,
-                scheduled_for=update.scheduled_for,
-                account_number=update.account_number,
-                notes=update.notes,
-            )
+        record_update(update, source)
 
 
 def _adopt(placement_id: uuid.UUID, order: Order) -> None:

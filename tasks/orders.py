@@ -26,6 +26,7 @@ from preclose.placing import DueLine, find_order_for_intent, group_due_lines, or
 from preclose.runtime import db_session, endpoint_fingerprint, offergrid_client
 from preclose.tracking import updates_from_orders
 from tasks.policies import OFFERGRID_TASK_OPTIONS
+from tasks.tracking import record_update
 
 logger = logging.getLogger(__name__)
 
@@ -150,15 +151,7 @@ def _unless_closing_ended(placement_id: uuid.UUID, closing_id: uuid.UUID, order_
             return order_id
     item_ids = [item.offergrid_item_id for item in items if item.offergrid_item_id]
     for update in updates_from_orders([order], item_ids):
-        with db_session() as session:
-            repository.upsert_item_status(
-                session=session,
-                offergrid_item_id=update.offergrid_item_id,
-                status=update.status,
-                at=update.at,
-                source=StatusSource.cancel,
-                notes=update.notes,
-            )
+        record_update(update, StatusSource.cancel)
     return order_id
 
 

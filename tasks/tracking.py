@@ -65,24 +65,29 @@ def open_item_ids() -> list[str]:
         return [item.offergrid_item_id for item in items if item.offergrid_item_id]
 
 
+def record_update(update: ItemUpdate, source: StatusSource) -> bool:
+    """Store one item status from Offergrid unless it is older than what we hold; True if stored."""
+    with db_session() as session:
+        return repository.upsert_item_status(
+            session=session,
+            offergrid_item_id=update.offergrid_item_id,
+            status=update.status,
+            at=update.at,
+            source=source,
+            scheduled_for=update.scheduled_for,
+            account_number=update.account_number,
+            notes=update.notes,
+        )
+
+
 @task(name="apply statuses", cache_policy=NONE)
 def apply_updates(updates: list[ItemUpdate], source: StatusSource) -> list[AppliedChange]:
     """Apply each update unless it is older than what we hold; returns the ones that changed."""
     applied: list[AppliedChange] = []
     for update in updates:
+        if not record_update(update, source):
+            continue
         with db_session() as session:
-            changed = repository.upsert_item_status(
-                session=session,
-                offergrid_item_id=update.offergrid_item_id,
-                status=update.status,
-                at=update.at,
-                source=source,
-                scheduled_for=update.scheduled_for,
-                account_number=update.account_number,
-                notes=update.notes,
-            )
-            if not changed:
-                continue
             item = repository.get_item_by_offergrid_id(
                 session=session, offergrid_item_id=update.offergrid_item_id
             )
