@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
@@ -116,21 +117,47 @@ def _recorder(settings: Settings) -> Callable[[CallRecord], None]:
     return record
 
 
+_http_clients: dict[tuple[str, int], httpx.Client] = {}
+
+
+def _shared_http_client(base_url: str, limiter: RateLimiter) -> httpx.Client:
+    """One pooled, rate-limited httpx client per process, endpoint and limiter.
+
+    Building a client loads the CA bundle (about 17 ms) and opens fresh connections, which cost
+    more than most Offergrid calls; httpx clients are safe to share between task threads.
+    """
+    identity = (base_url, id(limiter))
+    http = _http_clients.get(identity)
+    if http is None or http.is_closed:
+        # Plain HTTP (the local Offergrid) needs no TLS context at all.
+        verify = not base_url.startswith("http://")
+        http = _http_clients[identity] = rate_limited_http_client(
+            limiter, timeout=OFFERGRID_TIMEOUT, verify=verify
+        )
+    return http
+
+
+@atexit.register
+def _close_http_clients() -> None:
+    for http in _http_clients.values():
+        http.close()
+    _http_clients.clear()
+
+
 @contextmanager
 def offergrid_client(settings: Settings | None = None) -> Iterator[OffergridClient]:
     """A rate-limited Offergrid client for the configured endpoint that records every call."""
     settings = settings or get_settings()
     base_url, key = offergrid_endpoint(settings)
-    with (
-        rate_limited_http_client(rate_limiter(settings), timeout=OFFERGRID_TIMEOUT) as http,
-        OffergridClient(
-            api_key=key,
-            base_url=base_url,
-            timeout=OFFERGRID_TIMEOUT,
-            http_client=http,
-            on_call=_recorder(settings),
-        ) as client,
-    ):
+    http = _shared_http_client(base_url, rate_limiter(settings))
+    # The shared httpx client outlives this block: OffergridClient closes only a client it made.
+    with OffergridClient(
+        api_key=key,
+        base_url=base_url,
+        timeout=OFFERGRID_TIMEOUT,
+        http_client=http,
+        on_call=_recorder(settings),
+    ) as client:
         yield client
 
 
