@@ -421,6 +421,23 @@ class WebhookEvent(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=200)
 
 
+class WebhookRefusal(SQLModel, table=True):
+    """How many deliveries were refused for one reason in one hour: nothing else of them is kept.
+
+    A refused delivery is unverified (or unusable), so neither its body nor its headers are
+    stored: a flood of forged posts grows one counter, not the database.
+    """
+
+    __tablename__ = "webhook_refusal"
+    __table_args__ = (sa.UniqueConstraint("reason", "hour"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    reason: str = Field(max_length=40)
+    hour: datetime = _tz(description="The start of the UTC hour the refusals were received in.")
+    count: int = Field(default=0)
+    last_at: datetime = _tz(default_factory=utcnow)
+
+
 class ApiCall(SQLModel, table=True):
     """One call to Offergrid, for latency and error figures."""
 

@@ -118,16 +118,86 @@ EVENT_TYPES: dict[str, type[WebhookEvent]] = {
 }
 
 
+# An event is a flat object or one envelope deep; these bounds leave room and refuse abuse
+# (30,000 nested arrays exhaust the parser's recursion; a 5,000-digit number its int limit).
+MAX_DEPTH = 16
+MAX_INT_DIGITS = 20
+
+
 def _load(payload: bytes | str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(payload, dict):
         return payload
     try:
-        data = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise WebhookPayloadError("webhook body is not valid JSON") from err
+        text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+    except UnicodeDecodeError as err:
+        raise WebhookPayloadError("webhook body is not UTF-8 JSON") from err
+    if _depth(text) > MAX_DEPTH:
+        raise WebhookPayloadError(f"webhook body is nested deeper than {MAX_DEPTH} levels")
+    try:
+        data = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError) as err:
+        raise WebhookPayloadError(f"webhook body is not valid JSON ({_why(err)})") from err
     if not isinstance(data, dict):
         raise WebhookPayloadError("webhook body must be a JSON object")
+    _check_strings(data)
     return data
+
+
+def _why(err: ValueError) -> str:
+    return err.msg if isinstance(err, json.JSONDecodeError) else str(err)
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON text, found without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    return deepest  # enough: no need to read the rest
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"a number longer than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _check_strings(value: Any) -> None:
+    """Refuse text no database column can hold: NUL characters and lone UTF-16 surrogates."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise WebhookPayloadError("webhook body holds a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise WebhookPayloadError("webhook body holds a lone surrogate (\\ud8xx)") from err
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key)
+            _check_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_strings(item)
 
 
 def _flatten(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """Offergrid's webhook receiver: verify the signature, store the event, then apply its status.
 
-Every delivery is stored before anything is acted on: refused ones (bad signature, stale
-timestamp, malformed JSON) for the record, verified ones under their dedupe key. A verified event
-is applied with `upsert_item_status(source=webhook)`, which never lets an older event move an item
-back, and each applied change is announced as a Prefect event (STATUS_CHANGED_EVENT on the
-closing's resource), whose deployment trigger runs the closing's follow-up. Duplicates answer 200
-and do nothing; unknown events are stored and acknowledged. The work is a few small database
-writes, well within Offergrid's 5 s; a delivery stored but never finished (a crash in between)
-is finished by its next delivery, and the periodic sync catches up on anything else.
+Every verified delivery is stored under its dedupe key before anything is acted on. A refused
+one (bad signature, stale timestamp, malformed or hostile JSON) is only counted, by reason and
+hour (`webhook_refusal`): nothing a sender wrote is kept, so a flood of forgeries costs a
+counter. A verified event is applied with `upsert_item_status(source=webhook)`, which never lets
+an older event move an item back, and each applied change is announced as a Prefect event
+(STATUS_CHANGED_EVENT on the closing's resource), whose deployment trigger runs the closing's
+follow-up. Duplicates answer 200 and do nothing; unknown events are stored and acknowledged. The
+work is a few small database writes, well within Offergrid's 5 s; a delivery stored but never
+finished (a crash in between) is finished by its next delivery, and the periodic sync catches up
+on anything else.
 """
 
 from __future__ import annotations
@@ -111,18 +113,19 @@ def handle_delivery(
     secret = settings.offergrid_webhook_secret
     assert secret is not None
     received_at = datetime.now(UTC)
-    # Kept as text for the record; PostgreSQL text cannot hold NUL, so it is replaced too.
-    raw = body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     try:
         verify_webhook(secret, body=body, signature=signature, timestamp=timestamp, now=now)
     except InvalidSignatureError as err:
-        return _refuse(settings, raw, received_at, Outcome.bad_signature, 401, str(err), False)
+        return _refuse(settings, received_at, Outcome.bad_signature, 401, str(err))
     except StaleTimestampError as err:
-        return _refuse(settings, raw, received_at, Outcome.stale, 400, str(err), True)
+        return _refuse(settings, received_at, Outcome.stale, 400, str(err))
     try:
         event = parse_webhook_event(body)
     except WebhookPayloadError as err:
-        return _refuse(settings, raw, received_at, Outcome.malformed, 400, str(err), True)
+        return _refuse(settings, received_at, Outcome.malformed, 400, str(err))
+    # Kept as text for the record; the parser refused NUL and lone surrogates in its values,
+    # but a NUL may still sit outside them (PostgreSQL text cannot hold it).
+    raw = body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
     key = _dedupe_key(event)
     with db_session(settings) as session:
@@ -166,22 +169,10 @@ def _dedupe_key(event: WireEvent) -> str:
 
 
 def _refuse(
-    settings: Settings,
-    raw: str,
-    received_at: datetime,
-    outcome: Outcome,
-    status_code: int,
-    detail: str,
-    signature_ok: bool,
+    settings: Settings, received_at: datetime, outcome: Outcome, status_code: int, detail: str
 ) -> Receipt:
     with db_session(settings) as session:
-        repository.record_webhook_delivery(
-            session=session,
-            raw_body=raw,
-            signature_ok=signature_ok,
-            outcome=outcome.value,
-            received_at=received_at,
-        )
+        repository.count_webhook_refusal(session=session, reason=outcome.value, at=received_at)
     logger.warning("Refused a webhook delivery: %s", outcome.value)
     return Receipt(status_code, outcome, detail)
 

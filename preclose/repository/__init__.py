@@ -34,6 +34,7 @@ from preclose.repository.closings import (
 from preclose.repository.crm import ItemContext as ItemContext
 from preclose.repository.crm import LineOrder as LineOrder
 from preclose.repository.crm import WebhookFigures as WebhookFigures
+from preclose.repository.crm import count_webhook_refusal as count_webhook_refusal
 from preclose.repository.crm import create_api_key as create_api_key
 from preclose.repository.crm import find_crm_request as find_crm_request
 from preclose.repository.crm import finish_webhook_event as finish_webhook_event
@@ -52,6 +53,7 @@ from preclose.repository.crm import record_crm_request as record_crm_request
 from preclose.repository.crm import record_webhook_delivery as record_webhook_delivery
 from preclose.repository.crm import revoke_api_key as revoke_api_key
 from preclose.repository.crm import webhook_figures as webhook_figures
+from preclose.repository.crm import webhook_refusals as webhook_refusals
 from preclose.repository.events import (
     mark_notification_sent,
     mark_webhook_processed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, update
@@ -21,6 +21,7 @@ from models.tables import (
     Placement,
     PlanLineRow,
     WebhookEvent,
+    WebhookRefusal,
     utcnow,
 )
 from preclose.repository._base import _aware, _commit
@@ -238,6 +239,42 @@ def record_webhook_delivery(
     return event
 
 
+def count_webhook_refusal(*, session: Session, reason: str, at: datetime | None = None) -> None:
+    """Count one refused delivery under its reason and UTC hour; nothing else of it is stored."""
+    when = _aware("at", at) if at else utcnow()
+    hour = when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    reason = reason[:40]
+    for _ in range(2):
+        # An UPDATE first: the common case, and atomic under concurrent refusals.
+        bumped = session.exec(
+            update(WebhookRefusal)
+            .where(col(WebhookRefusal.reason) == reason, col(WebhookRefusal.hour) == hour)
+            .values(count=WebhookRefusal.count + 1, last_at=when)
+        )
+        if bumped.rowcount:
+            _commit(session)
+            return
+        session.add(WebhookRefusal(reason=reason, hour=hour, count=1, last_at=when))
+        try:
+            session.commit()
+            return
+        except IntegrityError:
+            session.rollback()  # a concurrent refusal made the row first: bump it instead
+    raise RuntimeError("could not count a webhook refusal")  # pragma: no cover
+
+
+def webhook_refusals(*, session: Session, since: datetime) -> dict[str, int]:
+    """Refused deliveries by reason in the hours from the one holding `since` onwards."""
+    since = _aware("since", since).astimezone(UTC)
+    first_hour = since.replace(minute=0, second=0, microsecond=0)
+    rows = session.exec(
+        select(WebhookRefusal.reason, func.sum(WebhookRefusal.count))
+        .where(col(WebhookRefusal.hour) >= first_hour)
+        .group_by(WebhookRefusal.reason)
+    ).all()
+    return {str(reason): int(total or 0) for reason, total in rows}
+
+
 def get_webhook_event_by_dedupe_key(*, session: Session, dedupe_key: str) -> WebhookEvent | None:
     """The verified delivery stored under this dedupe key, if any."""
     statement = select(WebhookEvent).where(col(WebhookEvent.dedupe_key) == dedupe_key)
@@ -280,8 +317,22 @@ def webhook_figures(
         select(WebhookEvent.outcome, func.count()).where(recent).group_by(WebhookEvent.outcome)
     ).all()
     by_outcome = {str(outcome): int(n) for outcome, n in counts if outcome is not None}
+    # Refusals are counted per hour, so the window takes whole hours of them.
+    for reason, n in webhook_refusals(session=session, since=since).items():
+        by_outcome[reason] = by_outcome.get(reason, 0) + n
     unprocessed = sum(int(n) for outcome, n in counts if outcome is None)
     last = session.exec(select(func.max(WebhookEvent.received_at)).where(recent)).first()
+    refused_last = session.exec(
+        select(func.max(WebhookRefusal.last_at)).where(
+            col(WebhookRefusal.hour) >= since - timedelta(hours=1)
+        )
+    ).first()
+    if isinstance(refused_last, datetime) and refused_last.tzinfo is None:
+        refused_last = refused_last.replace(tzinfo=UTC)
+    if isinstance(last, datetime) and last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)
+    if isinstance(refused_last, datetime) and refused_last >= since:
+        last = max(last, refused_last) if isinstance(last, datetime) else refused_last
     timed = session.exec(
         select(WebhookEvent.received_at, WebhookEvent.processed_at)
         .where(
