@@ -462,6 +462,9 @@ class ClosingRequest(BaseModel):
     )
     time_zone: str = Field(
         "America/Chicago",
+        # The longest IANA name is 32 characters; a longer one is never a zone (and a very long
+        # one makes the zone lookup fail on the file system).
+        max_length=64,
         title="Time zone",
         description="IANA time zone of the property; all dates are local to it.",
         examples=["America/Chicago", "America/New_York"],
@@ -491,7 +494,7 @@ class ClosingRequest(BaseModel):
         value = value.strip()
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise _error(
                 "time_zone",
                 "unknown time zone '{value}' (expected an IANA name such as America/Chicago)",

@@ -21,6 +21,7 @@ __all__ = [
     "OrderStatusChanged",
     "UnknownEvent",
     "WebhookEvent",
+    "json_depth",
     "parse_webhook_event",
 ]
 
@@ -131,7 +132,7 @@ def _load(payload: bytes | str | dict[str, Any]) -> dict[str, Any]:
         text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
     except UnicodeDecodeError as err:
         raise WebhookPayloadError("webhook body is not UTF-8 JSON") from err
-    if _depth(text) > MAX_DEPTH:
+    if json_depth(text) > MAX_DEPTH:
         raise WebhookPayloadError(f"webhook body is nested deeper than {MAX_DEPTH} levels")
     try:
         data = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
@@ -147,8 +148,8 @@ def _why(err: ValueError) -> str:
     return err.msg if isinstance(err, json.JSONDecodeError) else str(err)
 
 
-def _depth(text: str) -> int:
-    """The deepest nesting of arrays and objects in JSON text, found without parsing it."""
+def json_depth(text: str, limit: int = MAX_DEPTH) -> int:
+    """The deepest nesting of arrays and objects in JSON text (stopping past `limit`), unparsed."""
     depth = deepest = 0
     in_string = escaped = False
     for char in text:
@@ -165,7 +166,7 @@ def _depth(text: str) -> int:
             depth += 1
             if depth > deepest:
                 deepest = depth
-                if deepest > MAX_DEPTH:
+                if deepest > limit:
                     return deepest  # enough: no need to read the rest
         elif char in "]}":
             depth -= 1

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from preclose.api import closings, health, webhooks
+from preclose.api.guard import InputGuard
 from preclose.settings import Settings, get_settings
 
 __all__ = ["MAX_BODY_BYTES", "create_api", "field_path"]
@@ -158,14 +159,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             # A JSON syntax error's location is a character offset, not a field.
             "field": "body"
             if error.get("type") == "json_invalid"
-            else field_path(tuple(error.get("loc", ()))),
-            "loc": [part if isinstance(part, int) else str(part) for part in error.get("loc", ())],
-            "msg": str(error.get("msg", "invalid")).removeprefix("Value error, "),
+            else _printable(field_path(tuple(error.get("loc", ())))),
+            "loc": [
+                part if isinstance(part, int) else _printable(str(part))
+                for part in error.get("loc", ())
+            ],
+            "msg": _printable(str(error.get("msg", "invalid")).removeprefix("Value error, ")),
             "type": str(error.get("type", "value_error")),
         }
         for error in exc.errors()
     ]
     return JSONResponse({"detail": items}, status_code=422)
+
+
+def _printable(text: str) -> str:
+    # A message may quote what was sent; a lone surrogate in it would make the answer unsendable.
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _real_now() -> datetime:
@@ -192,7 +201,9 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     app.include_router(closings.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
-    # Added last, so outermost: the body limit runs before anything reads the body.
+    # Added last, so outermost: the body limit runs before anything reads the body, then the
+    # guard refuses what no route could store.
     app.add_middleware(PlainErrors)
+    app.add_middleware(InputGuard)
     app.add_middleware(BodyLimit)
     return app
