@@ -26,7 +26,9 @@ def sandbox(
     """Run the local Offergrid (reseller and provider API, simulated providers) on a port."""
     from offergrid_sandbox.config import SandboxConfig, WebhookConfig
     from offergrid_sandbox.server import serve
+    from preclose.checks import check_port
 
+    check_port(port, "--port")
     config = SandboxConfig(clock=clock, seed=seed, webhooks=WebhookConfig(url=webhook_url))
     serve(host=host, port=port, config=config)
 
@@ -45,7 +47,15 @@ def demo(*, closings: int = 3, seed: int = 7) -> None:
         console.print("[red]--closings must be between 1 and 5 (there are five samples)[/]")
         sys.exit(2)
     data_dir = Path(os.environ.get("PRECLOSE_DATA_DIR", ".preclose")).resolve()
-    prepare_environment(data_dir)
+    from preclose.checks import StartupError
+
+    try:
+        prepare_environment(data_dir)
+    except OSError as err:
+        raise StartupError(
+            f"PRECLOSE_DATA_DIR: cannot write to {data_dir} ({err.strerror}); "
+            "point PRECLOSE_DATA_DIR at a directory you can write"
+        ) from None
     from preclose.settings import get_settings
 
     get_settings.cache_clear()
@@ -71,19 +81,20 @@ def serve(
     """Run it for real: Prefect UI and runner, the HTTP app, and optionally the local Offergrid."""
     from rich.console import Console
 
+    from preclose.checks import StartupError
     from preclose.serve import ServeError, ServeOptions, running, serve_deployments, start_message
     from preclose.settings import SettingsError
 
-    console = Console()
+    console = Console(highlight=False, soft_wrap=True)
     options = ServeOptions(
         sandbox=sandbox, api_port=api_port, prefect_port=prefect_port, sandbox_port=sandbox_port
     )
     try:
-        with running(options) as endpoints:
-            console.print(start_message(endpoints), highlight=False, soft_wrap=True)
+        with running(options, progress=console.print) as endpoints:
+            console.print(start_message(endpoints))
             serve_deployments()
-    except (ServeError, SettingsError) as err:
-        console.print(f"[red]preclose serve: {err}[/]", highlight=False)
+    except (ServeError, SettingsError, StartupError) as err:
+        console.print(f"[red]preclose serve: {err}[/]")
         sys.exit(1)
     except KeyboardInterrupt:
         pass  # Ctrl-C while starting or stopping: everything started has been stopped
@@ -92,6 +103,7 @@ def serve(
 
 def main() -> None:
     """Entry point of the `preclose` script; a configuration mistake is one line, no traceback."""
+    from preclose.checks import StartupError
     from preclose.settings import SettingsError
 
     try:
@@ -102,6 +114,19 @@ def main() -> None:
         # The message names the environment variable and what is wrong; never the value.
         print(f"preclose: configuration error: {err}", file=sys.stderr)
         sys.exit(2)
+    except StartupError as err:
+        print(f"preclose: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _database_ready() -> None:
+    """Data directory and database usable, or one line (StartupError) saying what to fix."""
+    from preclose.checks import check_data_dir, check_database
+    from preclose.settings import get_settings
+
+    settings = get_settings()
+    check_data_dir(settings)
+    check_database(settings)
 
 
 # The CRM API's caller keys --------------------------------------------------------------------
@@ -124,6 +149,7 @@ def api_key_create(
     from preclose.runtime import db_session
 
     console = Console(highlight=False)
+    _database_ready()
     try:
         with db_session() as session:
             key, row = issue_api_key(session=session, name=name, read_only=read_only)
@@ -145,6 +171,7 @@ def api_key_list() -> None:
     from preclose import repository
     from preclose.runtime import db_session
 
+    _database_ready()
     with db_session() as session:
         keys = repository.list_api_keys(session=session)
     table = Table("Name", "Key starts", "Scopes", "Created", "Revoked")
@@ -168,6 +195,7 @@ def api_key_revoke(name: Annotated[str, Parameter(help="the key's name")], /) ->
     from preclose.runtime import db_session
 
     console = Console(highlight=False)
+    _database_ready()
     with db_session() as session:
         key = repository.revoke_api_key(session=session, name=name)
     if key is None:

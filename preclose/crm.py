@@ -297,16 +297,23 @@ def _ensure_started(
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
+    from preclose.prefect_api import NoPrefectApiError, prefect_api
+
     try:
-        flow_run = run_deployment(
-            deployment,
-            parameters=parameters,
-            timeout=0,
-            tags=[closing_tag(submission.crm_closing_id)],
-            idempotency_key=f"preclose:{submission.kind.value}:{submission.request_id}",
-            flow_run_name=_run_name(submission.kind, submission.crm_closing_id),
-            as_subflow=False,
-        )
+        with prefect_api(settings):
+            flow_run = run_deployment(
+                deployment,
+                parameters=parameters,
+                timeout=0,
+                tags=[closing_tag(submission.crm_closing_id)],
+                idempotency_key=f"preclose:{submission.kind.value}:{submission.request_id}",
+                flow_run_name=_run_name(submission.kind, submission.crm_closing_id),
+                as_subflow=False,
+            )
+    except NoPrefectApiError as err:
+        # Says what to set; it names only the data directory, never a secret.
+        _record_not_started(request.id, "no Prefect server", settings)
+        raise RunNotStartedError(submission, str(err)) from err
     except Exception as err:
         # Whatever went wrong reaching Prefect, the request stays stored and can be resent; only
         # the exception's type is kept, as its message may carry a URL with credentials.

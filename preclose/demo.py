@@ -47,6 +47,11 @@ def prepare_environment(data_dir: Path) -> None:
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_LOGGING_LEVEL="WARNING",
         PREFECT_LOGGING_LOG_PRINTS="false",
+        # Prefect gives its local API 20 s to start; a busy machine needs more (the progress
+        # line's clock shows the wait).
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=os.environ.get(
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300"
+        ),
     )
     os.environ.pop("PREFECT_API_URL", None)  # Prefect's local API, never someone else's server
 

@@ -9,14 +9,16 @@ Prefect is imported only once its environment is set, which is why the imports s
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +40,10 @@ API_PORT = 8000
 SANDBOX_PORT = 8765
 # The receiver's route in preclose.api (the Offergrid webhook endpoint of the HTTP app).
 WEBHOOK_PATH = "/webhooks/offergrid"
-PREFECT_STARTUP_SECONDS = 90.0
+# A busy machine (load 6 on 2 cores) takes a minute or more to start Prefect's server: wait long,
+# saying so every few seconds, rather than give up at 20 s as Prefect's ephemeral start does.
+PREFECT_STARTUP_SECONDS = 600.0
+PROGRESS_EVERY_SECONDS = 10.0
 THREAD_STARTUP_SECONDS = 15.0
 
 
@@ -86,9 +91,43 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
     }
 
 
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the kernel sends this child SIGTERM when `preclose serve` dies, even by kill -9."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the pidfile stops it at the next start instead
+
+
 @contextmanager
-def prefect_server(port: int, log_file: Path) -> Iterator[str]:
-    """`prefect server start` on loopback for the block, output in `log_file`; yields its API."""
+def prefect_server(
+    settings: Settings, port: int, log_file: Path, progress: Progress = _quiet
+) -> Iterator[str]:
+    """`prefect server start` on loopback for the block, output in `log_file`; yields its API.
+
+    It never outlives us: it leads its own process group, gets SIGTERM from the kernel if we die
+    (Linux), and is recorded in the Prefect home, so a server left by a `kill -9` on another
+    system is stopped at the next start.
+    """
+    from preclose.prefect_api import (
+        RecordedServer,
+        forget_server,
+        record_server,
+        stop_recorded_server,
+    )
+
+    left = stop_recorded_server(settings)
+    if left is not None:
+        progress(f"Stopped the Prefect server an earlier preclose serve left running (pid {left})")
     check_port_free(port, "Prefect server")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     url = f"http://{HOST}:{port}"
@@ -101,17 +140,23 @@ def prefect_server(port: int, log_file: Path) -> Iterator[str]:
             stdin=subprocess.DEVNULL,
             # Its own session: Ctrl-C reaches us only, and we stop it in order, without its noise.
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
+        record_server(settings, RecordedServer(pid=process.pid, api_url=f"{url}/api"))
         try:
-            _wait_healthy(process, f"{url}/api/health", log_file)
+            _wait_healthy(process, f"{url}/api/health", log_file, progress)
             yield f"{url}/api"
         finally:
             _stop(process)
+            forget_server(settings)
 
 
-def _wait_healthy(process: subprocess.Popen[bytes], health_url: str, log_file: Path) -> None:
-    deadline = time.monotonic() + PREFECT_STARTUP_SECONDS
-    while time.monotonic() < deadline:
+def _wait_healthy(
+    process: subprocess.Popen[bytes], health_url: str, log_file: Path, progress: Progress
+) -> None:
+    started = time.monotonic()
+    next_word = started + PROGRESS_EVERY_SECONDS
+    while (waited := time.monotonic() - started) < PREFECT_STARTUP_SECONDS:
         if process.poll() is not None:
             raise ServeError(f"the Prefect server exited at start; see {log_file}")
         try:
@@ -119,6 +164,9 @@ def _wait_healthy(process: subprocess.Popen[bytes], health_url: str, log_file: P
                 return
         except httpx.TransportError:
             pass
+        if time.monotonic() >= next_word:
+            progress(f"Waiting for the Prefect server to answer ({waited:.0f} s so far)")
+            next_word += PROGRESS_EVERY_SECONDS
         time.sleep(0.5)
     raise ServeError(
         f"the Prefect server did not answer within {PREFECT_STARTUP_SECONDS:.0f} s; see {log_file}"
@@ -128,11 +176,15 @@ def _wait_healthy(process: subprocess.Popen[bytes], health_url: str, log_file: P
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
-    process.terminate()
+    # The whole group: `prefect server start` runs its web server in a child of its own.
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
 
 
@@ -197,10 +249,40 @@ def _use_local_offergrid(settings: Settings, port: int) -> str:
     return value
 
 
+def preflight(settings: Settings, options: ServeOptions) -> None:
+    """Check what serving needs before anything starts; StartupError says what to fix."""
+    from preclose.checks import (
+        check_data_dir,
+        check_database,
+        check_offergrid,
+        check_port,
+        check_webhook_secret,
+    )
+    from preclose.runtime import offergrid_endpoint
+
+    check_port(options.api_port, "--api-port")
+    check_port(options.prefect_port, "--prefect-port")
+    check_port(options.sandbox_port, "--sandbox-port")
+    check_data_dir(settings)
+    check_database(settings)
+    if options.sandbox:
+        return
+    if settings.offergrid_base_url is None:
+        from preclose.checks import StartupError
+
+        raise StartupError(
+            "PRECLOSE_OFFERGRID_BASE_URL is not set: set it (and PRECLOSE_OFFERGRID_API_KEY) "
+            "to use Offergrid, or run `preclose serve --sandbox` for the local one"
+        )
+    base_url, key = offergrid_endpoint(settings)
+    check_offergrid(base_url, key.get_secret_value())
+    check_webhook_secret(settings)
+
+
 def prepare(options: ServeOptions) -> tuple[Settings, bool]:
-    """Set the environment every piece shares; True when a Prefect server must be started."""
+    """Check, then set the environment every piece shares; True when a Prefect server must start."""
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    preflight(settings, options)
     # Flow runs start in the repository root: give them the same data directory and database.
     os.environ.update(
         PRECLOSE_DATA_DIR=str(settings.data_dir),
@@ -214,14 +296,17 @@ def prepare(options: ServeOptions) -> tuple[Settings, bool]:
 
 
 @contextmanager
-def running(options: ServeOptions) -> Iterator[Endpoints]:
+def running(options: ServeOptions, progress: Progress = _quiet) -> Iterator[Endpoints]:
     """Start the Prefect server (if needed), the HTTP app and the local Offergrid for the block."""
     settings, start_server = prepare(options)
     with ExitStack() as stack:
         log_file = None
         if start_server:
             log_file = settings.prefect_home / "server.log"
-            api_url = stack.enter_context(prefect_server(options.prefect_port, log_file))
+            progress(f"Starting the Prefect server (log: {log_file})")
+            api_url = stack.enter_context(
+                prefect_server(settings, options.prefect_port, log_file, progress)
+            )
         else:
             api_url = os.environ["PREFECT_API_URL"]
         secret = _use_local_offergrid(settings, options.sandbox_port) if options.sandbox else None
