@@ -101,13 +101,13 @@ def serve(
     console.print("Stopped.")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Entry point of the `preclose` script; a configuration mistake is one line, no traceback."""
     from preclose.checks import StartupError
     from preclose.settings import SettingsError
 
     try:
-        app()
+        app(argv)
     except KeyboardInterrupt:
         sys.exit(130)
     except SettingsError as err:
