@@ -13,7 +13,7 @@ from flows.runs import as_of_or_now, sync_run_name
 from models.summary import SyncSummary
 from models.tables import StatusSource
 from preclose.settings import get_settings
-from preclose.tracking import updates_from_orders
+from preclose.tracking import items_offergrid_lacks, updates_from_orders
 from tasks.orders import list_orders
 from tasks.tracking import apply_updates, open_item_ids
 
@@ -42,6 +42,16 @@ def sync_orders(as_of: datetime | None = None) -> SyncSummary:
     period = status_period(now, get_settings().status_cache_minutes)
     orders = list_orders(period)
     update_progress_artifact(progress, 40.0)
+    lost = items_offergrid_lacks(orders, item_ids)
+    if lost:
+        # Nothing is changed for them: a person decides (a reset sandbox, or a lost order).
+        logger.warning(
+            "Offergrid no longer knows %d of the %d items we track (%s); they stay as last "
+            "seen: check the Offergrid account (was the local Offergrid started --fresh?)",
+            len(lost),
+            len(item_ids),
+            ", ".join(lost[:5]) + (", ..." if len(lost) > 5 else ""),
+        )
     changes = apply_updates(updates_from_orders(orders, item_ids), StatusSource.sync)
     update_progress_artifact(progress, 70.0)
     # Time-based risks (no provider response in 48 h) need every live closing looked at.

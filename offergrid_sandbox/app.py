@@ -32,6 +32,7 @@ from offergrid_sandbox.auth import (
 from offergrid_sandbox.clock import RealClock
 from offergrid_sandbox.config import SandboxConfig
 from offergrid_sandbox.faults import FAULT_MESSAGES, ConnectionDropped, FaultPlan
+from offergrid_sandbox.persistence import StateFile
 from offergrid_sandbox.providers import ProviderSimulator
 from offergrid_sandbox.routes_provider import app_router
 from offergrid_sandbox.routes_provider import router as provider_router
@@ -269,16 +270,24 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     webhooks.attach(sandbox)
     sandbox.simulator = simulator
     sandbox.webhooks = webhooks
+    state_file = None
+    if sandbox.config.state_file is not None:
+        state_file = StateFile(sandbox.config.state_file)
+        state_file.load(sandbox)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if isinstance(sandbox.clock, RealClock):
             sandbox.clock.start()
+        if state_file is not None:
+            state_file.start()
         try:
             yield
         finally:
             if isinstance(sandbox.clock, RealClock):
                 sandbox.clock.stop()
+            if state_file is not None:
+                state_file.stop()
             webhooks.close()
 
     app = SandboxApp(
@@ -288,6 +297,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.sandbox = sandbox
+    app.state.state_file = state_file
     _install_error_handlers(app)
     app.include_router(app_router)
     app.include_router(reseller_router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
@@ -94,3 +95,5 @@ class SandboxConfig(BaseModel):
     webhooks: WebhookConfig = WebhookConfig()
     idempotency_hours: float = 24.0
     max_body_bytes: int = 1_000_000
+    # Where orders, items and offers are kept across restarts; None keeps them in memory only.
+    state_file: Path | None = None

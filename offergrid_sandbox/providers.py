@@ -55,6 +55,10 @@ _ROUTING_SHARE = (0.05, 0.2)
 _INSTANT_MINUTES = (1.0, 15.0)
 
 _INSTALLED_CATEGORIES = frozenset({"internet", "television", "security"})
+# Statuses from which a simulated provider still has a step to take.
+_RESUMABLE = frozenset(
+    {"pending", "submitted_to_provider", "accepted", "scheduled", "in_progress", "completed"}
+)
 
 
 class SimulatedSandbox(Protocol):
@@ -184,6 +188,53 @@ class ProviderSimulator:
         with self._lock:
             self._generation += 1
             self._tracks.clear()
+
+    def resume(self, item: dict[str, Any], order_id: str) -> None:
+        """Take up an item restored from a state file where it stands (its next step soon).
+
+        A restarted sandbox has lost its timers: each live item gets its next step again, a
+        minute from now (a scheduled one at its appointment), as a provider picking its queue up
+        after a night would.
+        """
+        sandbox = self._sandbox
+        status = item.get("status")
+        if sandbox is None or not self._config.enabled or status not in _RESUMABLE:
+            return
+        change = ItemChange(
+            order_id=order_id,
+            item_id=item["itemId"],
+            offer_id=item["offerId"],
+            category=item["category"],
+            previous_status=None,
+            new_status=status,
+            at=self._now(),
+        )
+        track = _Track(
+            change=change,
+            instant=self._is_instant(change, item),
+            zone=zone_for_zip(_zip_of(item)),
+        )
+        item_id = item["itemId"]
+        with self._lock:
+            self._tracks[item_id] = track
+        soon = self._now() + timedelta(minutes=1)
+        steps: dict[str, Callable[[], None]] = {
+            "pending": lambda: self._route(item_id, soon + timedelta(hours=1)),
+            "submitted_to_provider": lambda: self._review(item_id),
+            "accepted": (
+                (lambda: self._activate(item_id, notes=_active_notes(change.category)))
+                if track.instant
+                else (lambda: self._schedule_install(item_id, self._now()))
+            ),
+            "scheduled": lambda: self._begin_install(item_id),
+            "in_progress": lambda: self._finish(item_id),
+            "completed": lambda: self._activate(item_id),
+        }
+        when = soon
+        if status == "scheduled" and item.get("scheduledFor"):
+            appointment = datetime.fromisoformat(str(item["scheduledFor"]).replace("Z", "+00:00"))
+            when = max(soon, appointment)
+        self._at(item_id, when, status, steps[status])
 
     def tracked_items(self) -> list[str]:
         """The ids of the items the simulator is still driving."""

@@ -150,6 +150,50 @@ class Sandbox:
             if callable(reset):
                 reset()
 
+    # --- a state file, so a restarted sandbox remembers (see offergrid_sandbox.persistence) ----
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a restart must keep, as JSON data: offers, orders, items, idempotency."""
+        with self._lock:
+            return {
+                "version": 1,
+                "offers": copy.deepcopy(self._offers),
+                "orders": copy.deepcopy(self._orders),
+                "items": copy.deepcopy(self._items),
+                "idempotency": [
+                    {
+                        "team": team,
+                        "key": key,
+                        "fingerprint": record.fingerprint,
+                        "status": record.status_code,
+                        "body": copy.deepcopy(record.body),
+                        "expires": record.expires.isoformat(),
+                    }
+                    for (team, key), record in self._idempotency.items()
+                ],
+            }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take up a snapshot: the same offers, orders and items, and their providers resume."""
+        with self._lock:
+            self._offers = copy.deepcopy(data["offers"])
+            self._orders = copy.deepcopy(data["orders"])
+            self._items = copy.deepcopy(data["items"])
+            self._idempotency = {
+                (record["team"], record["key"]): _Idempotent(
+                    record["fingerprint"],
+                    int(record["status"]),
+                    record["body"],
+                    datetime.fromisoformat(record["expires"]),
+                )
+                for record in data.get("idempotency", [])
+            }
+            items = list(self._items.values())
+        resume = getattr(self.simulator, "resume", None)
+        if callable(resume):
+            for item in items:
+                resume(copy.deepcopy(item), item["orderId"])
+
     def record_request(self, endpoint: str, status: int | str) -> None:
         """Count one API request by endpoint template and answer."""
         with self._lock:

@@ -72,6 +72,9 @@ def serve(
     sandbox: Annotated[
         bool, Parameter(help="also run the local Offergrid (real clock) on --sandbox-port")
     ] = False,
+    fresh: Annotated[
+        bool, Parameter(help="start the local Offergrid empty (it keeps its orders otherwise)")
+    ] = False,
     api_port: Annotated[int, Parameter(help="port of the HTTP app (CRM API, webhooks)")] = 8000,
     prefect_port: Annotated[
         int, Parameter(help="port of the Prefect server started when PREFECT_API_URL is unset")
@@ -87,7 +90,11 @@ def serve(
 
     console = Console(highlight=False, soft_wrap=True)
     options = ServeOptions(
-        sandbox=sandbox, api_port=api_port, prefect_port=prefect_port, sandbox_port=sandbox_port
+        sandbox=sandbox,
+        fresh=fresh,
+        api_port=api_port,
+        prefect_port=prefect_port,
+        sandbox_port=sandbox_port,
     )
     try:
         with running(options, progress=console.print) as endpoints:

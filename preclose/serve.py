@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
 
+    from offergrid_sandbox.config import SandboxConfig
+
 # The repository root: deployment entrypoints are relative to it, so flow runs start there.
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -40,6 +42,8 @@ API_PORT = 8000
 SANDBOX_PORT = 8765
 # The receiver's route in preclose.api (the Offergrid webhook endpoint of the HTTP app).
 WEBHOOK_PATH = "/webhooks/offergrid"
+# The local Offergrid's orders, items and offers, kept across restarts of `serve --sandbox`.
+SANDBOX_STATE_FILE = "offergrid-sandbox.json"
 # A busy machine (load 6 on 2 cores) takes a minute or more to start Prefect's server: wait long,
 # saying so every few seconds, rather than give up at 20 s as Prefect's ephemeral start does.
 PREFECT_STARTUP_SECONDS = 600.0
@@ -56,6 +60,7 @@ class ServeOptions:
     """What `preclose serve` starts, and on which loopback ports."""
 
     sandbox: bool = False
+    fresh: bool = False  # start the local Offergrid empty instead of from its state file
     api_port: int = API_PORT
     prefect_port: int = PREFECT_PORT
     sandbox_port: int = SANDBOX_PORT
@@ -222,6 +227,16 @@ def _wait_started(server: uvicorn.Server, thread: threading.Thread, what: str) -
         time.sleep(0.05)
 
 
+def local_offergrid_config(settings: Settings, *, fresh: bool = False) -> SandboxConfig:
+    """The local Offergrid `serve --sandbox` runs: real clock, state kept in the data dir."""
+    from offergrid_sandbox.config import SandboxConfig
+
+    state_file = settings.data_dir / SANDBOX_STATE_FILE
+    if fresh:
+        state_file.unlink(missing_ok=True)
+    return SandboxConfig(clock="real", state_file=state_file)
+
+
 def register_webhooks(sandbox_url: str, receiver_url: str, secret: str) -> None:
     """Have the local Offergrid deliver reseller events to `receiver_url`, signed with `secret`."""
     response = httpx.post(
@@ -316,12 +331,15 @@ def running(options: ServeOptions, progress: Progress = _quiet) -> Iterator[Endp
         api = stack.enter_context(threaded_app(create_api(), options.api_port, "HTTP app"))
         sandbox_url = None
         if secret is not None:
-            from offergrid_sandbox.config import SandboxConfig
             from offergrid_sandbox.server import running_sandbox
 
             check_port_free(options.sandbox_port, "local Offergrid")
             server = stack.enter_context(
-                running_sandbox(SandboxConfig(clock="real"), HOST, options.sandbox_port)
+                running_sandbox(
+                    local_offergrid_config(settings, fresh=options.fresh),
+                    HOST,
+                    options.sandbox_port,
+                )
             )
             sandbox_url = server.url
             register_webhooks(sandbox_url, f"{api}{WEBHOOK_PATH}", secret)
@@ -354,7 +372,7 @@ def start_message(endpoints: Endpoints) -> str:
     if endpoints.sandbox:
         lines.append(
             f"Local Offergrid  {endpoints.sandbox}/docs  (real clock; webhooks to "
-            f"{endpoints.api}{WEBHOOK_PATH})"
+            f"{endpoints.api}{WEBHOOK_PATH}; state kept in the data dir, --fresh to start empty)"
         )
     if endpoints.log_file:
         lines.append(f"Prefect log      {endpoints.log_file}")

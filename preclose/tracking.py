@@ -76,6 +76,12 @@ def updates_from_orders(orders: Iterable[Order], item_ids: Iterable[str]) -> lis
     return updates
 
 
+def items_offergrid_lacks(orders: Iterable[Order], item_ids: Iterable[str]) -> list[str]:
+    """The items among `item_ids` that no listed order holds: Offergrid no longer knows them."""
+    listed = {item.item_id for order in orders for item in order.items}
+    return sorted(set(item_ids) - listed)
+
+
 def milestone_for(status: str) -> Milestone | None:
     """The milestone a person hears about when an item reaches `status`, if any."""
     return MILESTONE_FOR_STATUS.get(status)
