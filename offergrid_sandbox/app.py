@@ -30,13 +30,22 @@ from offergrid_sandbox.auth import (
     required_role,
 )
 from offergrid_sandbox.clock import RealClock
-from offergrid_sandbox.config import SandboxConfig
+from offergrid_sandbox.config import (
+    FaultConfig,
+    RateLimitConfig,
+    SandboxConfig,
+    SimulationConfig,
+    WebhookConfig,
+)
+from offergrid_sandbox.docs import install_offline_docs
 from offergrid_sandbox.faults import FAULT_MESSAGES, ConnectionDropped, FaultPlan
+from offergrid_sandbox.openapi import describe
 from offergrid_sandbox.persistence import StateFile
 from offergrid_sandbox.providers import ProviderSimulator
 from offergrid_sandbox.routes_provider import app_router
 from offergrid_sandbox.routes_provider import router as provider_router
 from offergrid_sandbox.routes_reseller import router as reseller_router
+from offergrid_sandbox.routes_sandbox import AdvanceRequest, WebhookEndpoint
 from offergrid_sandbox.routes_sandbox import router as sandbox_router
 from offergrid_sandbox.schemas import SandboxError, error_body, field_path
 from offergrid_sandbox.state import Sandbox
@@ -295,6 +304,9 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         description="A local Offergrid: reseller and provider APIs plus /sandbox controls.",
         version="1.0",
         lifespan=lifespan,
+        # Served from this package (install_offline_docs), never from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.sandbox = sandbox
     app.state.state_file = state_file
@@ -303,4 +315,17 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     app.include_router(reseller_router)
     app.include_router(provider_router)
     app.include_router(sandbox_router)
+    models = {
+        model.__name__: model
+        for model in (
+            AdvanceRequest,
+            WebhookEndpoint,
+            FaultConfig,
+            RateLimitConfig,
+            SimulationConfig,
+            WebhookConfig,
+        )
+    }
+    app.openapi = lambda: describe(app, models)  # type: ignore[method-assign]
+    install_offline_docs(app)
     return app

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from preclose.api import closings, health, webhooks
@@ -183,7 +184,9 @@ def _real_now() -> datetime:
 
 def create_api(settings: Settings | None = None) -> FastAPI:
     """The preclose API for `settings` (default: the process's): routes, limits, docs at /docs."""
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the installed package, not a
+    # CDN, so the docs work without internet.
+    app = FastAPIOffline(
         title="preclose",
         summary="Pre-close services coordination for CRMs, and Offergrid's webhook receiver.",
         description=(
