@@ -22,6 +22,7 @@ __all__ = [
     "check_database",
     "check_offergrid",
     "check_port",
+    "check_prefect_api",
     "check_webhook_secret",
     "shown_url",
 ]
@@ -110,6 +111,19 @@ def check_offergrid(base_url: str, api_key: str) -> None:
         raise StartupError(
             f"PRECLOSE_OFFERGRID_BASE_URL: {base_url} answered {response.status_code} to an "
             "Offergrid request; check that the URL is Offergrid's API"
+        )
+
+
+def check_prefect_api(api_url: str) -> None:
+    """The Prefect server PREFECT_API_URL names answers its health check."""
+    try:
+        healthy = httpx.get(f"{api_url.rstrip('/')}/health", timeout=10).status_code == 200
+    except httpx.HTTPError:
+        healthy = False
+    if not healthy:
+        raise StartupError(
+            f"PREFECT_API_URL: no Prefect server answers at {api_url}; start it, or unset "
+            "PREFECT_API_URL and preclose serve starts its own"
         )
 
 

@@ -323,7 +323,10 @@ def running(options: ServeOptions, progress: Progress = _quiet) -> Iterator[Endp
                 prefect_server(settings, options.prefect_port, log_file, progress)
             )
         else:
+            from preclose.checks import check_prefect_api
+
             api_url = os.environ["PREFECT_API_URL"]
+            check_prefect_api(api_url)
         secret = _use_local_offergrid(settings, options.sandbox_port) if options.sandbox else None
 
         from preclose.api.app import create_api

@@ -168,3 +168,9 @@ def test_crm_functions_find_the_server_serve_recorded(
     record_server(settings, RecordedServer(pid=1, api_url=running_api))
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         assert find_prefect_api(settings) == running_api
+
+
+def test_a_dead_prefect_api_url_is_one_line() -> None:
+    """A PREFECT_API_URL nobody answers at is named, with the way out (unset it)."""
+    with pytest.raises(checks.StartupError, match="PREFECT_API_URL: no Prefect server answers"):
+        checks.check_prefect_api(f"http://127.0.0.1:{free_port()}/api")
