@@ -5,9 +5,9 @@ Starts what `preclose serve` starts for intake, on loopback: a Prefect server (i
 worker: this measures accepting closings, not coordinating them), and the HTTP app under uvicorn.
 Then C callers POST N distinct closings to /closings at once, each waiting for its answer, and
 it prints the answers by status, the per-request latency (p50, p95, p99, max), how many took over
-1 s and over 10 s, closings accepted per second, and the "database is locked" lines in the Prefect
-server's log. `--database postgresql` puts both preclose's tables and the Prefect server on fresh
-PostgreSQL databases (dropped at the end).
+1 s and over 10 s, closings accepted per second, and the "database is locked" errors in the
+Prefect server's log (kept beside the temporary directory). `--database postgresql` puts both
+preclose's tables and the Prefect server on fresh PostgreSQL databases (dropped at the end).
 
     .venv/bin/python benchmarks/intake_burst.py            # 500 closings, 8 callers, SQLite
     .venv/bin/python benchmarks/intake_burst.py --database postgresql
@@ -159,15 +159,14 @@ def main() -> None:
         with ThreadPoolExecutor(max_workers=args.callers) as pool:
             results = list(pool.map(post, bodies))
         elapsed = time.perf_counter() - burst_start
-        # Read before the temporary directory goes.
-        locked = log_file.read_text(errors="replace").count("database is locked")
+        # Kept for a look before the temporary directory goes.
+        kept_log = data_dir.parent / f"intake-burst-{args.database}-prefect-server.log"
+        kept_log.write_bytes(log_file.read_bytes())
+        locked = kept_log.read_text(errors="replace").count("database is locked")
 
     latencies = [seconds for seconds, _ in results]
     by_status = Counter(str(status) for _, status in results)
     accepted = by_status.get("202", 0)
-    locked = (
-        log_file.read_text(errors="replace").count("database is locked") if log_file.exists() else 0
-    )
     print(f"Answers: {dict(sorted(by_status.items()))}")
     print(
         f"Latency per request: p50 {statistics.median(latencies):.3f} s, "
@@ -176,7 +175,7 @@ def main() -> None:
     )
     print(f"Over 1 s: {sum(t > 1 for t in latencies)}; over 10 s: {sum(t > 10 for t in latencies)}")
     print(f"Accepted {accepted} closings in {elapsed:.1f} s: {accepted / elapsed:.1f} a second")
-    print(f'"database is locked" in the Prefect server log: {locked}')
+    print(f'"database is locked" in the Prefect server log: {locked} (log: {kept_log})')
 
 
 if __name__ == "__main__":
