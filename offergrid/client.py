@@ -25,6 +25,14 @@ from offergrid.errors import (
     make_status_error,
 )
 from offergrid.models.availability import Availability
+from offergrid.models.directory import (
+    CreateCustomerRequest,
+    CreateLinkRequest,
+    Customer,
+    Link,
+    UpdateCustomerRequest,
+    UpdateLinkRequest,
+)
 from offergrid.models.enums import Category, OrderStatus
 from offergrid.models.lists import parse_list_page
 from offergrid.models.offers import Offer
@@ -113,7 +121,7 @@ class CallRecord:
 
 
 class OffergridClient:
-    """A reseller's connection to Offergrid: catalog, availability and orders.
+    """A reseller's connection to Offergrid: catalog, availability, orders, links and customers.
 
     The client raises typed errors (offergrid.errors) and never retries: retrying is the
     caller's task policy's job, so each failure has exactly one retry owner.
@@ -287,6 +295,52 @@ class OffergridClient:
             # The reference documents no answer body; read the cancelled order back.
             return self.get_order(order_id)
         return self._parse(response, "/reseller/orders/{id}/cancel", Order)
+
+    # Links and customers ---------------------------------------------------------------------
+
+    def create_link(self, link: CreateLinkRequest) -> Link:
+        """A shareable link where a person orders services at one address, no account needed."""
+        return self._one("POST", "/reseller/links", "/reseller/links", Link, json=link)
+
+    def update_link(self, link_id: str, changes: UpdateLinkRequest) -> Link:
+        """Change a link's property name, move-in date or status (`inactive` disables it)."""
+        path = f"/reseller/links/{_segment(link_id, 'linkId')}"
+        return self._one("PATCH", path, "/reseller/links/{id}", Link, json=changes)
+
+    def get_link(self, link_id: str) -> Link:
+        """One of your links."""
+        path = f"/reseller/links/{_segment(link_id, 'linkId')}"
+        return self._one("GET", path, "/reseller/links/{id}", Link)
+
+    def list_links(self, *, status: str | None = None) -> list[Link]:
+        """Your links, optionally only `active` or `inactive` ones."""
+        params = {"status": status} if status else {}
+        return self._list("GET", "/reseller/links", "/reseller/links", Link, params=params)
+
+    def create_customer(self, customer: CreateCustomerRequest) -> Customer:
+        """Add a customer or lead record of your own."""
+        return self._one(
+            "POST", "/reseller/customers", "/reseller/customers", Customer, json=customer
+        )
+
+    def update_customer(self, customer_id: str, changes: UpdateCustomerRequest) -> Customer:
+        """Change a customer's kind, status, notes, tags or contact details."""
+        path = f"/reseller/customers/{_segment(customer_id, 'customerId')}"
+        return self._one("PATCH", path, "/reseller/customers/{id}", Customer, json=changes)
+
+    def get_customer(self, customer_id: str) -> Customer:
+        """One of your customers."""
+        path = f"/reseller/customers/{_segment(customer_id, 'customerId')}"
+        return self._one("GET", path, "/reseller/customers/{id}", Customer)
+
+    def list_customers(
+        self, *, email: str | None = None, kind: str | None = None
+    ) -> list[Customer]:
+        """Your customers, optionally those with this email or of this kind."""
+        params = {k: v for k, v in (("email", email), ("kind", kind)) if v}
+        return self._list(
+            "GET", "/reseller/customers", "/reseller/customers", Customer, params=params
+        )
 
     # Plumbing --------------------------------------------------------------------------------
 

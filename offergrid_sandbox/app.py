@@ -42,6 +42,7 @@ from offergrid_sandbox.faults import FAULT_MESSAGES, ConnectionDropped, FaultPla
 from offergrid_sandbox.openapi import describe
 from offergrid_sandbox.persistence import StateFile
 from offergrid_sandbox.providers import ProviderSimulator
+from offergrid_sandbox.routes_links import router as links_router
 from offergrid_sandbox.routes_provider import app_router
 from offergrid_sandbox.routes_provider import router as provider_router
 from offergrid_sandbox.routes_reseller import router as reseller_router
@@ -315,6 +316,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     app.include_router(reseller_router)
     app.include_router(provider_router)
     app.include_router(sandbox_router)
+    app.include_router(links_router)
     models = {
         model.__name__: model
         for model in (

@@ -676,7 +676,37 @@ def _make_offer(
             },
             "networkManagementUrl": f"https://{provider.slug}.example.com/network",
         }
+    offer.update(_compliance(provider, category, sku, offer))
     return offer
+
+
+def _compliance(
+    provider: ProviderInfo, category: str, sku: str, offer: dict[str, Any]
+) -> dict[str, Any]:
+    """The documented complianceNotes and complianceData for a category (no random draws)."""
+    site = f"https://{provider.slug}.example.com"
+    if category == "internet":
+        return {"complianceNotes": "Broadband label published and current"}
+    if category == "energy":
+        # Texas retail electricity: the facts label, terms of service and customer rights.
+        return {
+            "complianceStatus": "approved",
+            "complianceNotes": "EFL, TOS and YRAC on file for the current term",
+            "complianceData": {
+                "electricityFactsLabelUrl": f"{site}/efl/{sku.lower()}.pdf",
+                "termsOfServiceUrl": f"{site}/tos/{sku.lower()}.pdf",
+                "yourRightsAsACustomerUrl": f"{site}/yrac.pdf",
+            },
+        }
+    if category == "insurance":
+        return {
+            "complianceNotes": "Licensed carrier; quote subject to underwriting",
+            "complianceData": {"licenseNumber": f"LIC-{provider.code}-{sku[-3:]}"},
+        }
+    return {
+        "complianceNotes": "Standard consumer terms",
+        "complianceData": {"termsUrl": f"{site}/terms"},
+    }
 
 
 def seed_catalog(seed: int = 7) -> Catalog:

@@ -1,4 +1,4 @@
-"""Reseller routes: catalog, availability, orders and cancellation, as the documented service."""
+"""Reseller routes: catalog, availability, orders, cancellation, links and customers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from offergrid_sandbox.auth import request_principal
+from offergrid_sandbox.directory import (
+    CUSTOMER_KINDS,
+    LINK_STATUSES,
+    parse_create_customer,
+    parse_create_link,
+    parse_update_customer,
+    parse_update_link,
+)
 from offergrid_sandbox.schemas import (
+    bad_input,
     parse_availability,
     parse_cancel,
     parse_catalog_query,
@@ -99,3 +108,76 @@ async def cancel_order(request: Request, order_id: str) -> JSONResponse:
     principal = request_principal(request)
     reason = parse_cancel(await read_json(request))
     return JSONResponse(current_sandbox(request).cancel_order(principal.team_id, order_id, reason))
+
+
+@router.post("/links", status_code=201, summary="Create a shareable link")
+async def create_link(request: Request) -> JSONResponse:
+    """A link where a tenant orders services at one address, no account needed (201)."""
+    principal = request_principal(request)
+    data = parse_create_link(await read_json(request))
+    base = str(request.base_url)
+    link = current_sandbox(request).directory.create_link(principal.team_id, data, base)
+    return JSONResponse(link, status_code=201)
+
+
+@router.get("/links", summary="List your links")
+async def list_links(request: Request, status: str | None = None) -> JSONResponse:
+    """A bare array of the team's links, newest first, optionally only one status."""
+    principal = request_principal(request)
+    if status is not None and status not in LINK_STATUSES:
+        raise bad_input("status", f"status must be one of: {', '.join(LINK_STATUSES)}")
+    return JSONResponse(current_sandbox(request).directory.list_links(principal.team_id, status))
+
+
+@router.get("/links/{link_id}", summary="Get a link")
+async def get_link(request: Request, link_id: str) -> JSONResponse:
+    """One of the team's links, or 404."""
+    principal = request_principal(request)
+    return JSONResponse(current_sandbox(request).directory.get_link(principal.team_id, link_id))
+
+
+@router.patch("/links/{link_id}", summary="Update a link")
+async def update_link(request: Request, link_id: str) -> JSONResponse:
+    """Change the property name, move-in date or status (`inactive` disables the link)."""
+    principal = request_principal(request)
+    changes = parse_update_link(await read_json(request))
+    directory = current_sandbox(request).directory
+    return JSONResponse(directory.update_link(principal.team_id, link_id, changes))
+
+
+@router.post("/customers", status_code=201, summary="Add a customer or lead manually")
+async def create_customer(request: Request) -> JSONResponse:
+    """A customer or lead record of the reseller's own (201)."""
+    principal = request_principal(request)
+    data = parse_create_customer(await read_json(request))
+    record = current_sandbox(request).directory.create_customer(principal.team_id, data)
+    return JSONResponse(record, status_code=201)
+
+
+@router.get("/customers", summary="List your customers")
+async def list_customers(
+    request: Request, email: str | None = None, kind: str | None = None
+) -> JSONResponse:
+    """A bare array of the team's customers, newest first, filtered by email and kind."""
+    principal = request_principal(request)
+    if kind is not None and kind not in CUSTOMER_KINDS:
+        raise bad_input("kind", f"kind must be one of: {', '.join(CUSTOMER_KINDS)}")
+    directory = current_sandbox(request).directory
+    return JSONResponse(directory.list_customers(principal.team_id, email=email, kind=kind))
+
+
+@router.get("/customers/{customer_id}", summary="Get a customer")
+async def get_customer(request: Request, customer_id: str) -> JSONResponse:
+    """One of the team's customers, or 404."""
+    principal = request_principal(request)
+    directory = current_sandbox(request).directory
+    return JSONResponse(directory.get_customer(principal.team_id, customer_id))
+
+
+@router.patch("/customers/{customer_id}", summary="Update customer notes / tags / status / kind")
+async def update_customer(request: Request, customer_id: str) -> JSONResponse:
+    """Change the fields sent (also corrected contact details)."""
+    principal = request_principal(request)
+    changes = parse_update_customer(await read_json(request))
+    directory = current_sandbox(request).directory
+    return JSONResponse(directory.update_customer(principal.team_id, customer_id, changes))

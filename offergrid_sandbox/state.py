@@ -26,6 +26,7 @@ from offergrid_sandbox.auth import OPERATOR_TEAM, KeyRing
 from offergrid_sandbox.catalog import CATEGORIES, Catalog, is_visible_to, seed_catalog
 from offergrid_sandbox.clock import Clock, RealClock, VirtualClock
 from offergrid_sandbox.config import SandboxConfig
+from offergrid_sandbox.directory import Directory
 from offergrid_sandbox.events import ItemChange
 from offergrid_sandbox.faults import ConnectionRegistry, FaultInjector
 from offergrid_sandbox.ratelimit import RateLimiter
@@ -122,6 +123,7 @@ class Sandbox:
             # Virtual time means a reproducible run, so ids follow the seed; on a real clock they
             # are random, so a restarted sandbox never hands out an order id seen before.
             self._ids = random.Random(f"{self.config.seed}:ids") if self.clock.is_virtual else None
+            self.directory = Directory(self._new_id, self.clock.now)
             self._outbox.clear()
 
     # --- time, reset and bookkeeping ------------------------------------------------------
