@@ -39,6 +39,7 @@ from tasks.orders import FELL_THROUGH_REASON
 from tasks.planning import plan_and_store
 from tasks.replan import decide_new_dates, save_new_dates
 from tasks.schedules import cancel_closing_schedule, sync_closing_schedule
+from tasks.self_serve import follow_change
 
 # What Offergrid (and the provider) read on an order we cancel to place it again.
 MOVED_REASON = "The closing dates changed; a new order with the new dates follows"
@@ -75,6 +76,8 @@ def change_closing(
     now = as_of_or_now(as_of)
     tag_this_run(closing_tag(crm_closing_id))
     stored = store_change(crm_closing_id, change, now)
+    # The buyer's Offergrid link and customer record follow the change (no call when unchanged).
+    follow_change(stored.closing_id, stored.before, fell_through=change.fell_through)
     if change.fell_through:
         return _fall_through(crm_closing_id, stored, now, change.reason)
     summary = ChangeSummary(

@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger
 from flows.place import place_due_orders
 from flows.runs import as_of_or_now, closing_tag, coordinate_run_name, tag_this_run
 from models.closing import ClosingRequest
+from models.plan import Plan
 from models.summary import ClosingSummary, LineSummary
 from preclose import repository
 from preclose.notify import Milestone
@@ -20,6 +21,7 @@ from tasks.closings import store_closing
 from tasks.notifications import notify_milestone
 from tasks.planning import plan_and_store
 from tasks.schedules import sync_closing_schedule
+from tasks.self_serve import SELF_SERVE_CATEGORIES, open_buyer_link
 
 
 @flow(name="coordinate closing", flow_run_name=coordinate_run_name, log_prints=False)
@@ -43,7 +45,10 @@ def coordinate_closing(closing: ClosingRequest, as_of: datetime | None = None) -
         if line.choice is not None
     ]
     if services:
-        notify_milestone(closing_id, Milestone.plan_ready, topic="plan", services=services)
+        choose_url = buyer_link(closing_id, closing, plan)
+        notify_milestone(
+            closing_id, Milestone.plan_ready, topic="plan", services=services, choose_url=choose_url
+        )
     today = closing.local_date(now)
     due_now = any(line.choice is not None and line.placement_date <= today for line in plan.lines)
     # A subflow run costs the Prefect API several calls: start one only when an order is due.
@@ -54,6 +59,19 @@ def coordinate_closing(closing: ClosingRequest, as_of: datetime | None = None) -
     sync_closing_schedule(closing_id, now)
     publish(closing_id, now)
     return summarize(closing_id, created=created, orders=orders, problems=plan.problems)
+
+
+def buyer_link(closing_id: uuid.UUID, closing: ClosingRequest, plan: Plan) -> str | None:
+    """Offergrid's link for the optional services the plan leaves to the buyer, if they hear it."""
+    planned = {str(line.category) for line in plan.lines if line.choice is not None}
+    if not closing.buyer.contact_consent or planned.issuperset(SELF_SERVE_CATEGORIES):
+        return None  # nobody to give it to, or nothing left to choose: no Offergrid call
+    state = open_buyer_link(closing_id, return_state=True)
+    if not state.is_completed():
+        get_run_logger().warning("No self-serve link in the plan message: Offergrid made none")
+        return None
+    url: str | None = state.result()
+    return url
 
 
 def summarize(

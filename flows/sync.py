@@ -15,6 +15,7 @@ from models.tables import StatusSource
 from preclose.settings import get_settings
 from preclose.tracking import items_offergrid_lacks, updates_from_orders
 from tasks.orders import list_orders
+from tasks.self_serve import live_link_count, record_link_orders
 from tasks.tracking import apply_updates, open_item_ids
 
 
@@ -33,7 +34,8 @@ def sync_orders(as_of: datetime | None = None) -> SyncSummary:
     now = as_of_or_now(as_of)
     logger = get_run_logger()
     item_ids = open_item_ids()
-    if not item_ids:
+    links = live_link_count()
+    if not item_ids and not links:
         return SyncSummary()
     progress = create_progress_artifact(
         progress=0.0, description=f"Syncing {len(item_ids)} open Offergrid items"
@@ -52,6 +54,9 @@ def sync_orders(as_of: datetime | None = None) -> SyncSummary:
             len(item_ids),
             ", ".join(lost[:5]) + (", ..." if len(lost) > 5 else ""),
         )
+    # Orders the buyers placed through their links are in the same answer: no extra call.
+    if links:
+        record_link_orders(orders)
     changes = apply_updates(updates_from_orders(orders, item_ids), StatusSource.sync)
     update_progress_artifact(progress, 70.0)
     # Time-based risks (no provider response in 48 h) need every live closing looked at.

@@ -41,6 +41,7 @@ _engines_lock = threading.Lock()
 
 def all_tables() -> MetaData:
     """The metadata of every table the migrations manage, each defining module imported."""
+    import models.self_serve
     import models.tables  # noqa: F401
     import preclose.ratelimit  # noqa: F401
 

@@ -138,6 +138,16 @@ class NotificationContext(BaseModel):
     attempts: int | None = Field(
         None, title="Tries", description="Flag: how many orders were tried for the service."
     )
+    page_url: str | None = Field(
+        None,
+        title="Closing page",
+        description="The signed link to the closing's page for this message's audience.",
+    )
+    choose_url: str | None = Field(
+        None,
+        title="Self-serve link",
+        description="Plan ready, buyer: Offergrid's link where they choose optional services.",
+    )
 
     @classmethod
     def from_closing(
@@ -339,7 +349,21 @@ def compose(
                 )
             else:
                 body += " No order had been placed yet, so every order will carry the new ones."
+    body += _links(milestone, c, audience)
     return Message(milestone=milestone, subject=subject, body=f"Hi {first},\n\n{body}")
+
+
+def _links(milestone: Milestone, c: NotificationContext, audience: Audience) -> str:
+    """The self-serve link (buyer's plan message) and the closing page's link, when given."""
+    out = ""
+    if c.choose_url and milestone is Milestone.plan_ready and audience is Audience.buyer:
+        out += (
+            "\n\nWant TV, home security or other services too? Choose them yourself here, "
+            f"no account needed: {c.choose_url}"
+        )
+    if c.page_url:
+        out += f"\n\nSee the plan and every order as it happens: {c.page_url}"
+    return out
 
 
 def send(

@@ -135,6 +135,25 @@ class Settings(BaseSettings):
         title="Rate limit window scale",
         description="Factor applied to the rate-limit windows; benchmarks shrink them below 1.",
     )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        title="Public URL",
+        description="Where people reach the HTTP app; the closing-page links in messages start "
+        "with it.",
+    )
+    page_link_secret: SecretStr | None = Field(
+        default=None,
+        title="Page link secret",
+        description="Signs the closing-page links in messages; change it to revoke every link "
+        "made before. Unset: a secret generated once into <data_dir>/page-link-secret.",
+    )
+    page_link_days: int = Field(
+        default=120,
+        ge=1,
+        le=3650,
+        title="Page link lifetime (days)",
+        description="How long a closing-page link in a message stays valid.",
+    )
     prefect_home: Path = Field(
         default_factory=lambda data: _data_dir_or_default(data.get("data_dir")) / "prefect",
         title="Prefect home",

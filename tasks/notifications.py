@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from prefect import task
 from prefect.cache_policies import NONE
@@ -13,6 +13,7 @@ from models.closing import ClosingRequest
 from models.tables import Audience
 from preclose import repository
 from preclose.notify import Milestone, NotificationContext, compose, send
+from preclose.pagelinks import page_url
 from preclose.runtime import db_session
 from preclose.settings import get_settings
 from tasks.closings import load_closing
@@ -31,6 +32,7 @@ def notify_milestone(
     services: list[str] | None = None,
     scheduled_for: datetime | None = None,
     account_number: str | None = None,
+    choose_url: str | None = None,
 ) -> list[Audience]:
     """Tell the agent, and the buyer if they agreed, unless this milestone was told already.
 
@@ -45,7 +47,7 @@ def notify_milestone(
         services=services,
         scheduled_for=scheduled_for,
         account_number=account_number,
-    )
+    ).model_copy(update={"choose_url": choose_url})
     return deliver_once(closing_id, closing, milestone, context, topic=topic)
 
 
@@ -69,7 +71,9 @@ def deliver_once(
     urls = get_settings().notify_urls
     told: list[Audience] = []
     for audience in audiences:
-        message = compose(milestone, context, audience=audience)
+        message = compose(
+            milestone, with_page_link(context, closing_id, audience), audience=audience
+        )
         channel = closing.buyer.preferred_channel if audience is Audience.buyer else None
         with db_session() as session:
             claim = repository.record_notification(
@@ -88,6 +92,14 @@ def deliver_once(
             repository.mark_notification_sent(session=session, notification_id=claim.id)
         told.append(audience)
     return told
+
+
+def with_page_link(
+    context: NotificationContext, closing_id: uuid.UUID, audience: Audience
+) -> NotificationContext:
+    """The context with the signed link to the closing's page for `audience`."""
+    url = page_url(get_settings(), closing_id, audience, now=datetime.now(UTC))
+    return context.model_copy(update={"page_url": url})
 
 
 def told_key(closing_id: uuid.UUID, audience: Audience, milestone: Milestone, topic: str) -> str:

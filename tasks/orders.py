@@ -26,6 +26,7 @@ from preclose.placing import DueLine, find_order_for_intent, group_due_lines, or
 from preclose.runtime import db_session, endpoint_fingerprint, offergrid_client
 from preclose.tracking import updates_from_orders
 from tasks.policies import OFFERGRID_TASK_OPTIONS
+from tasks.self_serve import record_buyer_customer
 from tasks.tracking import record_update
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,8 @@ def place_order(placement_id: uuid.UUID) -> str | None:
                 repository.release_placement(session=session, placement_id=placement_id)
             raise
     order_id = record_placed(placement_id, created)
+    # The buyer becomes our Offergrid customer with their first order (once per buyer).
+    record_buyer_customer(placement.closing_id)
     return _unless_closing_ended(placement_id, placement.closing_id, order_id)
 
 
