@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from preclose.api import closings, health, webhooks
+from preclose.api import closings, health, pages, webhooks
 from preclose.api.guard import InputGuard
 from preclose.settings import Settings, get_settings
 
@@ -204,6 +204,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     app.include_router(closings.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
+    app.include_router(pages.router)
     # Added last, so outermost: the body limit runs before anything reads the body, then the
     # guard refuses what no route could store.
     app.add_middleware(PlainErrors)
