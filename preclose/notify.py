@@ -279,7 +279,6 @@ def compose(
             )
         case Milestone.closing_changed:
             subject, body = _closing_changed(c, whose)
-            body += _reason_for_agent(c, audience)
         case Milestone.closing_cancelled:
             subject = f"Home services for {c.address} are cancelled"
             body = (
@@ -299,7 +298,6 @@ def compose(
                 )
             else:
                 body += " Sorry it didn't work out."
-            body += _reason_for_agent(c, audience)
         case Milestone.order_repicked:
             what = (
                 "couldn't complete the installation of"
@@ -350,6 +348,9 @@ def compose(
             else:
                 body += " No order had been placed yet, so every order will carry the new ones."
     body += _links(milestone, c, audience)
+    if milestone in (Milestone.closing_changed, Milestone.closing_cancelled):
+        # Last, where the agent's copy has always ended: the reason the CRM gave.
+        body += _reason_for_agent(c, audience)
     return Message(milestone=milestone, subject=subject, body=f"Hi {first},\n\n{body}")
 
 
