@@ -1,0 +1,148 @@
+"""A closing stored with its plan, one order with history and one risk, for the page tests.
+
+Built with the same plain code the flows use (recommend, plan, save), from the local Offergrid's
+catalog, without Prefect: the pages read the records, whatever wrote them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from sqlmodel import select
+
+from models.closing import ClosingRequest
+from models.tables import Audience, ClosingStatus, CrmRequestKind, PlanLineRow, StatusSource
+from offergrid.models import Offer
+from offergrid_sandbox.catalog import seed_catalog
+from preclose import repository
+from preclose.api import create_api
+from preclose.api.auth import issue_api_key
+from preclose.db import dispose_engines
+from preclose.pagelinks import page_url
+from preclose.policy import load_policy
+from preclose.recommend import recommend
+from preclose.runtime import db_session
+from preclose.settings import Settings
+from preclose.timing import plan_closing
+from tests.fixtures_planning import closing_data
+
+NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+ACCOUNT = "LSF-12345678"
+RISK = "No response from the provider within 48 hours of ordering."
+NOTE = "Appraisal came in low; closing may move"
+
+
+@dataclass
+class StoredClosing:
+    """The app, its settings, the closing's records and the keys to reach its pages."""
+
+    app: FastAPI
+    settings: Settings
+    closing_id: uuid.UUID
+    closing: ClosingRequest
+    lines: list[PlanLineRow]
+    ordered_category: str
+    risky_category: str
+    read_key: str
+
+    def url(self, audience: Audience, *, now: datetime | None = None) -> str:
+        """The signed page link for `audience`, as a message carries it."""
+        return page_url(self.settings, self.closing_id, audience, now=now or datetime.now(UTC))
+
+
+def store_closing(settings: Settings, crm_id: str = "CL-PAGE-1") -> StoredClosing:
+    """A planned closing with its first line ordered and live, and its second line at risk."""
+    closing = ClosingRequest.model_validate(
+        closing_data(crm_closing_id=crm_id, closing_date="2026-12-15")
+    )
+    offers = [
+        Offer.model_validate(o)
+        for o in seed_catalog(7).offers
+        if closing.property.address.zip5 in o["zipCodes"] and o["status"] == "active"
+    ]
+    rules = load_policy(None)
+    plan = plan_closing(closing, recommend(closing, offers, rules), rules, as_of=NOW)
+    with db_session(settings) as session:
+        row, _ = repository.create_or_get_closing(session=session, closing_in=closing)
+        repository.save_plan(session=session, closing_id=row.id, plan=plan)
+        repository.update_closing_status(
+            session=session, closing_id=row.id, status=ClosingStatus.active
+        )
+        ordered = [
+            line
+            for line in repository.list_plan_lines(session=session, closing_id=row.id)
+            if line.offer_id
+        ]
+        first, second = ordered[0], ordered[1]
+        placement = repository.create_placement_intent(
+            session=session,
+            closing_id=row.id,
+            plan_line_ids=[first.id],
+            due_date=first.placement_date,
+        )
+        repository.mark_placement_placed(
+            session=session,
+            placement_id=placement.id,
+            offergrid_order_id=f"ord-{crm_id}",
+            placed_at=NOW,
+            items=[
+                repository.PlacedItem(
+                    offer_id=first.offer_id or "", offergrid_item_id=f"item-{crm_id}"
+                )
+            ],
+        )
+        for hours, status in ((2, "accepted"), (30, "scheduled"), (80, "active")):
+            repository.upsert_item_status(
+                session=session,
+                offergrid_item_id=f"item-{crm_id}",
+                status=status,
+                at=NOW + timedelta(hours=hours),
+                source=StatusSource.sync,
+                notes="Installer booked" if status == "scheduled" else None,
+                scheduled_for=NOW + timedelta(days=5) if status != "accepted" else None,
+                account_number=ACCOUNT if status == "active" else None,
+            )
+        line = session.get(PlanLineRow, second.id)
+        assert line is not None
+        line.at_risk, line.risk_reason = True, RISK
+        session.add(line)
+        session.commit()
+        repository.record_crm_request(
+            session=session,
+            closing_id=row.id,
+            kind=CrmRequestKind.change,
+            idempotency_key=f"{crm_id}:note",
+            body={"reason": NOTE},
+        )
+        key, _ = issue_api_key(session=session, name=f"brokerage-{crm_id}", read_only=True)
+        lines = list(session.exec(select(PlanLineRow).where(PlanLineRow.closing_id == row.id)))
+    app = create_api(settings)
+    app.state.now = lambda: NOW + timedelta(days=4)
+    return StoredClosing(
+        app=app,
+        settings=settings,
+        closing_id=row.id,
+        closing=closing,
+        lines=lines,
+        ordered_category=first.category,
+        risky_category=second.category,
+        read_key=key,
+    )
+
+
+@pytest.fixture
+def stored(tmp_path: Path) -> Iterator[StoredClosing]:
+    """A stored closing and the API app over its database (SQLite in tmp_path)."""
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'preclose.db'}",
+        page_link_secret="first-secret-for-tests",
+    )
+    yield store_closing(settings)
+    dispose_engines()
