@@ -14,6 +14,7 @@ from models.summary import SyncSummary
 from models.tables import StatusSource
 from preclose.settings import get_settings
 from preclose.tracking import items_offergrid_lacks, updates_from_orders
+from tasks.artifacts import publish_health
 from tasks.orders import list_orders
 from tasks.self_serve import live_link_count, record_link_orders
 from tasks.tracking import apply_updates, open_item_ids
@@ -61,6 +62,8 @@ def sync_orders(as_of: datetime | None = None) -> SyncSummary:
     update_progress_artifact(progress, 70.0)
     # Time-based risks (no provider response in 48 h) need every live closing looked at.
     followed = follow_up({change.closing_id for change in changes}, now, all_risks=True)
+    # The health figures come from our own records: no Offergrid call, one artifact per sync.
+    publish_health(return_state=True)  # a report failure stays a failed task run, not a failed sync
     update_progress_artifact(progress, 100.0)
     logger.info(
         "Checked %d open items: %d changed, %d new risks, %d closings fulfilled",

@@ -67,6 +67,36 @@ def demo(*, closings: int = 3, seed: int = 7) -> None:
 
 
 @app.command
+def health(
+    *,
+    hours: Annotated[float, Parameter(help="the window: the last this many hours")] = 24,
+) -> None:
+    """Offergrid integration health: success, errors and latency by endpoint, order acceptance."""
+    from datetime import UTC, datetime, timedelta
+
+    from rich.console import Console
+
+    from preclose.integration_health import health_table, integration_health
+    from preclose.runtime import db_session
+    from preclose.settings import SettingsError
+
+    console = Console()
+    if not 0 < hours <= 24 * 90:
+        console.print("[red]--hours must be more than 0 and at most 2160 (90 days)[/]")
+        sys.exit(2)
+    until = datetime.now(UTC)
+    try:
+        with db_session() as session:
+            figures = integration_health(
+                session=session, since=until - timedelta(hours=hours), until=until
+            )
+    except SettingsError as err:
+        console.print(f"[red]{err}[/]")
+        sys.exit(2)
+    console.print(health_table(figures))
+
+
+@app.command
 def serve(
     *,
     sandbox: Annotated[

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
+from preclose.integration_health import health_markdown, integration_health
 from preclose.reports import closing_report
 from preclose.runtime import db_session
 from preclose.timeline import timeline_markdown
@@ -49,3 +50,18 @@ def publish(closing_id: uuid.UUID, as_of: datetime) -> None:
     state = publish_closing(closing_id, as_of, return_state=True)
     if state.is_failed():
         get_run_logger().warning("Could not publish the plan and timeline of %s", closing_id)
+
+
+@task(name="publish offergrid health", cache_policy=NONE)
+def publish_health(hours: float = 24) -> None:
+    """Refresh the `offergrid-health` artifact: the integration's figures for the last hours."""
+    until = datetime.now(UTC)
+    with db_session() as session:
+        figures = integration_health(
+            session=session, since=until - timedelta(hours=hours), until=until
+        )
+    create_markdown_artifact(
+        key="offergrid-health",
+        markdown=health_markdown(figures),
+        description=f"Offergrid integration health, last {hours:g} hours",
+    )

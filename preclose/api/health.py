@@ -15,6 +15,7 @@ from preclose import repository
 from preclose.api.auth import Reader
 from preclose.api.schemas import ProcessingTimes, WebhookHealth
 from preclose.api.webhooks import TIMED_OUTCOMES, Outcome
+from preclose.integration_health import IntegrationHealth, integration_health
 from preclose.runtime import db_session
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -79,3 +80,22 @@ def webhook_health(
         ),
         last_received_at=figures.last_received_at,
     )
+
+
+@router.get(
+    "/offergrid",
+    response_model=IntegrationHealth,
+    summary="Offergrid integration health over a window",
+    responses={401: {"description": "Missing or unknown API key"}},
+)
+def offergrid_health(
+    request: Request,
+    caller: Reader,
+    hours: Annotated[float, Query(gt=0, le=24 * 90, description="Window length.")] = 24,
+) -> IntegrationHealth:
+    """Success rate, p50/p95 and error rate by endpoint, acceptance rate, provider response."""
+    until = datetime.now(UTC)
+    with db_session(request.app.state.settings) as session:
+        return integration_health(
+            session=session, since=until - timedelta(hours=hours), until=until
+        )
