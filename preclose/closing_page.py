@@ -381,7 +381,7 @@ def build_portfolio(*, session: Session, limit: int = 500) -> list[PortfolioRow]
         reason = (
             stored
             if isinstance(stored, str) and stored
-            else (f"{count} service(s) at risk" if count else "On track")
+            else (f"{count} service{'' if count == 1 else 's'} at risk" if count else "On track")
         )
         rows.append(
             PortfolioRow(

@@ -14,8 +14,8 @@ from html import escape
 
 __all__ = ["SvgRow", "timeline_svg"]
 
-WIDTH = 640
-LEFT = 110  # room for the service names
+WIDTH = 480
+LEFT = 104  # room for the service names
 RIGHT = 16
 TOP = 34  # room for the rule labels
 ROW = 30
@@ -115,7 +115,8 @@ def timeline_svg(
     )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
-        f'width="100%" role="img" aria-labelledby="tl-title tl-desc">'
+        f'width="100%" style="min-width:{WIDTH}px" role="img" '
+        f'aria-labelledby="tl-title tl-desc">'
         f'<title id="tl-title">Timeline: closing {closing_date:%b %-d}, move-in '
         f"{move_in_date:%b %-d}</title>"
         f'<desc id="tl-desc">{escape(described)}. Circles are order dates, bars the days each '

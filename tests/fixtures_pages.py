@@ -27,6 +27,7 @@ from preclose.db import dispose_engines
 from preclose.pagelinks import page_url
 from preclose.policy import load_policy
 from preclose.recommend import recommend
+from preclose.repository import self_serve
 from preclose.runtime import db_session
 from preclose.settings import Settings
 from preclose.timing import plan_closing
@@ -36,6 +37,7 @@ NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 ACCOUNT = "LSF-12345678"
 RISK = "No response from the provider within 48 hours of ordering."
 NOTE = "Appraisal came in low; closing may move"
+SELF_SERVE_OFFER = "Lone Star Fiber TV Essentials"
 
 
 @dataclass
@@ -56,8 +58,11 @@ class StoredClosing:
         return page_url(self.settings, self.closing_id, audience, now=now or datetime.now(UTC))
 
 
-def store_closing(settings: Settings, crm_id: str = "CL-PAGE-1") -> StoredClosing:
-    """A planned closing with its first line ordered and live, and its second line at risk."""
+def store_closing(
+    settings: Settings, crm_id: str = "CL-PAGE-1", *, at_risk: bool = True
+) -> StoredClosing:
+    """A planned closing with its first line ordered and live, its second ordered, unanswered
+    and (unless `at_risk` is False) flagged at risk."""
     closing = ClosingRequest.model_validate(
         closing_data(crm_closing_id=crm_id, closing_date="2026-12-15")
     )
@@ -108,9 +113,27 @@ def store_closing(settings: Settings, crm_id: str = "CL-PAGE-1") -> StoredClosin
                 scheduled_for=NOW + timedelta(days=5) if status != "accepted" else None,
                 account_number=ACCOUNT if status == "active" else None,
             )
+        # The second service was ordered too, and its provider has not answered.
+        waiting = repository.create_placement_intent(
+            session=session,
+            closing_id=row.id,
+            plan_line_ids=[second.id],
+            due_date=second.placement_date,
+        )
+        repository.mark_placement_placed(
+            session=session,
+            placement_id=waiting.id,
+            offergrid_order_id=f"ord-{crm_id}-2",
+            placed_at=NOW + timedelta(days=1),
+            items=[
+                repository.PlacedItem(
+                    offer_id=second.offer_id or "", offergrid_item_id=f"item-{crm_id}-2"
+                )
+            ],
+        )
         line = session.get(PlanLineRow, second.id)
         assert line is not None
-        line.at_risk, line.risk_reason = True, RISK
+        line.at_risk, line.risk_reason = at_risk, RISK if at_risk else None
         session.add(line)
         session.commit()
         repository.record_crm_request(
@@ -119,6 +142,31 @@ def store_closing(settings: Settings, crm_id: str = "CL-PAGE-1") -> StoredClosin
             kind=CrmRequestKind.change,
             idempotency_key=f"{crm_id}:note",
             body={"reason": NOTE},
+        )
+        self_serve.set_buyer_link(
+            session=session,
+            closing_id=row.id,
+            offergrid_link_id=f"lnk-{crm_id}",
+            url=f"http://127.0.0.1:8765/links/{crm_id}",
+            move_in_date=closing.effective_move_in,
+            status="active",
+        )
+        self_serve.upsert_self_serve_item(
+            session=session,
+            closing_id=row.id,
+            offergrid_order_id=f"ord-own-{crm_id}",
+            offergrid_item_id=f"item-own-{crm_id}",
+            ordered_at=NOW + timedelta(days=1),
+            values={
+                "category": "television",
+                "offer_name": SELF_SERVE_OFFER,
+                "provider_name": "Lone Star Fiber",
+                "status": "accepted",
+                "history": [
+                    {"status": "pending", "at": (NOW + timedelta(days=1)).isoformat()},
+                    {"status": "accepted", "at": (NOW + timedelta(days=2)).isoformat()},
+                ],
+            },
         )
         key, _ = issue_api_key(session=session, name=f"brokerage-{crm_id}", read_only=True)
         lines = list(session.exec(select(PlanLineRow).where(PlanLineRow.closing_id == row.id)))

@@ -70,15 +70,15 @@ def test_figures_match_the_sandbox_counts_under_injected_errors(stored: StoredCl
 
 
 def test_order_acceptance_and_provider_response(stored: StoredClosing) -> None:
-    """The fixture's one order, accepted two hours after it was placed: 100%, 2 h."""
+    """Two orders placed, one accepted two hours after it was placed, one unanswered: 100%, 2 h."""
     since, until = _window()
     with db_session(stored.settings) as session:
         figures = integration_health(session=session, since=since, until=until)
-    assert (figures.orders_placed, figures.orders_answered, figures.orders_accepted) == (1, 1, 1)
+    assert (figures.orders_placed, figures.orders_answered, figures.orders_accepted) == (2, 1, 1)
     assert figures.acceptance_rate == 1.0
     assert figures.provider_response_p50_hours == 2.0
     with db_session(stored.settings) as session:
-        later = integration_health(session=session, since=NOW + timedelta(hours=1), until=until)
+        later = integration_health(session=session, since=NOW + timedelta(days=2), until=until)
     assert later.orders_placed == 0 and later.acceptance_rate is None
 
 

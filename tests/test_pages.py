@@ -96,7 +96,7 @@ def test_agent_page_shows_the_closing_records(stored: StoredClosing) -> None:
             assert line.provider_name in html
     assert ACCOUNT in html and "ord-CL-PAGE-1" in html and "Installer booked" in html
     assert RISK in html and what_to_do(RISK, Audience.agent) in html
-    assert "In progress" in html and "1 of" in html
+    assert "In progress" in html and "2 of 5 services ordered, 1 set up" in html
     assert NOTE in html and "Agent notes" in html
     assert "<svg" in html and 'role="img"' in html
     assert "<script" not in html and "http" not in html.split("<main", 1)[0].replace(
