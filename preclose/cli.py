@@ -96,6 +96,34 @@ def health(
     console.print(health_table(figures))
 
 
+@app.command(name="page-link")
+def page_link(
+    crm_closing_id: str,
+    *,
+    audience: Annotated[
+        Literal["agent", "buyer"], Parameter(name="--for", help="whose view of the page")
+    ] = "agent",
+) -> None:
+    """Print a fresh signed link to a closing's page (the same kind the messages carry)."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from models.tables import Audience
+    from preclose import repository
+    from preclose.pagelinks import page_url
+    from preclose.runtime import db_session
+    from preclose.settings import get_settings
+
+    console = Console()
+    with db_session() as session:
+        row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_closing_id)
+    if row is None:
+        console.print(f"[red]crm_closing_id: no closing {crm_closing_id!r} is known[/]")
+        sys.exit(2)
+    print(page_url(get_settings(), row.id, Audience(audience), now=datetime.now(UTC)))
+
+
 @app.command
 def serve(
     *,

@@ -168,3 +168,22 @@ def test_portfolio_needs_a_key_and_lists_those_needing_a_person_first(
         # The agent's link from the portfolio opens the agent's page.
         href = page.text.split('href="http', 1)[1].split('"', 1)[0]
         assert NOTE in http.get(_path("http" + href)).text
+
+
+def test_cli_prints_a_page_link_that_opens(
+    stored: StoredClosing, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`preclose page-link CRM-ID --for buyer` prints a link that opens the buyer's page."""
+    from preclose.cli import page_link
+    from preclose.settings import get_settings
+
+    monkeypatch.setenv("PRECLOSE_DATA_DIR", str(stored.settings.data_dir))
+    monkeypatch.setenv("PRECLOSE_DATABASE_URL", stored.settings.database_url)
+    monkeypatch.setenv("PRECLOSE_PAGE_LINK_SECRET", "first-secret-for-tests")
+    get_settings.cache_clear()
+    page_link(stored.closing.crm_closing_id, audience="buyer")
+    get_settings.cache_clear()
+    url = capsys.readouterr().out.strip()
+    with TestClient(stored.app) as http:
+        html = http.get(_path(url)).text
+    assert ACCOUNT in html and NOTE not in html
