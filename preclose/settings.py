@@ -173,6 +173,14 @@ class Settings(BaseSettings):
         # Resolved once, so a later chdir cannot move the database.
         return None if value is None else value.expanduser().resolve()
 
+    @field_validator("public_url")
+    @classmethod
+    def _web_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")) or "://" == value[-3:]:
+            raise ValueError("must be the app's address, starting with http:// or https://")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _parseable_url(cls, value: str, info: ValidationInfo) -> str:

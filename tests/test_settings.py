@@ -133,6 +133,8 @@ def test_dotenv_file_is_read(in_tmp_dir: Path, monkeypatch: pytest.MonkeyPatch) 
         ("PRECLOSE_OFFERGRID_BASE_URL", "api.offergrid.io", "http:// or https://"),
         ("PRECLOSE_DATABASE_URL", "not a url", "not a database URL"),
         ("PRECLOSE_NOTIFY_URLS", "slack", "not an apprise URL"),
+        ("PRECLOSE_PUBLIC_URL", "preclose.example.com", "http:// or https://"),
+        ("PRECLOSE_PAGE_LINK_DAYS", "0", "greater than or equal to 1"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -160,14 +162,15 @@ def test_several_bad_values_are_all_reported(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
-    """API key, webhook secret, database password and notification tokens stay out of repr/str."""
+    """Keys, secrets, database password and notification tokens stay out of repr/str."""
     monkeypatch.setenv("OFFERGRID_API_KEY", "og_live_SECRET1")
     monkeypatch.setenv("PRECLOSE_OFFERGRID_WEBHOOK_SECRET", "whsec_SECRET2")
     monkeypatch.setenv("PRECLOSE_DATABASE_URL", "postgresql://app:SECRET3@db:5432/preclose")
     monkeypatch.setenv("PRECLOSE_NOTIFY_URLS", "tgram://SECRET4/chat mailto://u:SECRET5@x.org")
+    monkeypatch.setenv("PRECLOSE_PAGE_LINK_SECRET", "SECRET6")
     settings = Settings()
     for shown in (repr(settings), str(settings)):
-        for secret in ("SECRET1", "SECRET2", "SECRET3", "SECRET4", "SECRET5"):
+        for secret in ("SECRET1", "SECRET2", "SECRET3", "SECRET4", "SECRET5", "SECRET6"):
             assert secret not in shown
     assert "postgresql://app:***@db:5432/preclose" in repr(settings)
     assert settings.database_url.endswith("app:SECRET3@db:5432/preclose")  # usable, just hidden
