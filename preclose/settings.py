@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     @classmethod
     def _web_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")) or "://" == value[-3:]:
+        if not value.startswith(("http://", "https://")) or value[-3:] == "://":
             raise ValueError("must be the app's address, starting with http:// or https://")
         return value
 

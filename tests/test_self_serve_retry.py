@@ -63,7 +63,7 @@ def test_customer_made_before_a_lost_answer_is_adopted(offergrid: SandboxServer)
 
 def test_same_buyer_on_a_second_closing_keeps_one_record(offergrid: SandboxServer) -> None:
     """The buyer's second closing reuses their record: one per buyer, not per closing."""
-    first_id, closing = _closing()
+    first_id, _ = _closing()
     first = record_buyer_customer(first_id)
     second = ClosingRequest.model_validate(
         closing_data(crm_closing_id="CL-SECOND", closing_date="2026-12-20")
