@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, func, select
 
-from models.tables import Audience, Closing, ClosingStatus, ItemStatusHistory, PlanLineRow
+from models.tables import Audience, Closing, ItemStatusHistory, PlanLineRow
 from preclose import repository
 from preclose.repository import self_serve
+from preclose.repository.self_serve import ended_statuses
 from preclose.timeline_svg import SvgRow, timeline_svg
 from preclose.tracking import NO_RESPONSE_REASON
 
@@ -36,17 +37,18 @@ SERVICE_NAMES = {
     "insurance": "Home insurance",
     "other": "Other service",
 }
+# Words for the states a closing may hold; a state not listed is shown by its own name.
 STATUS_WORDS = {
+    "received": "Received",
     "planning": "Being planned",
+    "planned": "Planned",
+    "ordering": "Ordering",
     "active": "In progress",
     "fulfilled": "Every service is set up",
     "fell_through": "Fell through",
     "cancelled": "Cancelled",
+    "needs_attention": "Needs attention",
 }
-# Closings that are over: everything else is live, whatever new states the lifecycle adds.
-ENDED_CLOSINGS = frozenset(
-    {ClosingStatus.fulfilled.value, ClosingStatus.fell_through.value, ClosingStatus.cancelled.value}
-)
 
 
 @dataclass(frozen=True)
@@ -157,20 +159,29 @@ def what_to_do(reason: str, audience: Audience) -> str:
     return "Check the order with the provider." if agent else "Your agent is looking into it."
 
 
-def _status_reason(closing: Closing, services: list[ServiceRow], notes: list[str]) -> str:
+def stored_reason(closing: Closing) -> str | None:
+    """The reason the lifecycle stored with the closing's state, when it keeps one."""
+    for name in ("attention_reason", "status_reason"):
+        value = getattr(closing, name, None)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _status_reason(closing: Closing, services: list[ServiceRow]) -> str:
     """Why the closing is where it is: the lifecycle's own reason when it stores one."""
-    stored = getattr(closing, "status_reason", None) or getattr(closing, "reason", None)
-    if isinstance(stored, str) and stored.strip():
-        return stored.strip()
+    stored = stored_reason(closing)
+    if stored:
+        return stored
     ordered = [s for s in services if s.order_id]
     live = [s for s in services if s.item_status in ("completed", "active")]
     risky = [s for s in services if s.at_risk]
     status = str(closing.status)
-    if status == ClosingStatus.planning.value:
-        return "The plan is being made."
-    if status == ClosingStatus.fulfilled.value:
+    if status in ("received", "planning", "planned") and not ordered:
+        return "The plan is made; nothing is due to order yet." if services else "Planning."
+    if status == "fulfilled":
         return f"All {len(live)} ordered services are set up."
-    if status in (ClosingStatus.fell_through.value, ClosingStatus.cancelled.value):
+    if status in ("fell_through", "cancelled"):
         return "The deal is off; orders that could be cancelled were cancelled."
     words = f"{len(ordered)} of {len(services)} services ordered, {len(live)} set up"
     if risky:
@@ -308,7 +319,7 @@ def build_closing_page(
         crm_closing_id=closing.crm_closing_id,
         status=str(closing.status),
         status_words=STATUS_WORDS.get(str(closing.status), str(closing.status).replace("_", " ")),
-        status_reason=_status_reason(closing, services, notes),
+        status_reason=_status_reason(closing, services),
         address=f"{street}, {address.city}, {address.state} {address.zip_code}",
         closing_date=closing.closing_date,
         move_in_date=move_in,
@@ -356,7 +367,7 @@ def build_portfolio(*, session: Session, limit: int = 500) -> list[PortfolioRow]
     """Every live closing, those that need a person first, then by closing date."""
     closings = session.exec(
         select(Closing)
-        .where(col(Closing.status).not_in(list(ENDED_CLOSINGS)))
+        .where(col(Closing.status).not_in(ended_statuses()))
         .order_by(col(Closing.closing_date), col(Closing.crm_closing_id))
         .limit(limit)
     ).all()
@@ -376,12 +387,9 @@ def build_portfolio(*, session: Session, limit: int = 500) -> list[PortfolioRow]
         address = request.property.address
         count = int(risky.get(closing.id, 0))
         status = str(closing.status)
-        stored = getattr(closing, "status_reason", None)
         attention = "attention" in status or "person" in status
-        reason = (
-            stored
-            if isinstance(stored, str) and stored
-            else (f"{count} service{'' if count == 1 else 's'} at risk" if count else "On track")
+        reason = stored_reason(closing) or (
+            f"{count} service{'' if count == 1 else 's'} at risk" if count else "On track"
         )
         rows.append(
             PortfolioRow(

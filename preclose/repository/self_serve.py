@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from models.self_serve import BuyerCustomer, BuyerLink, SelfServeItem
-from models.tables import Closing, utcnow
-from preclose.repository._base import LIVE_CLOSING_STATUSES, _commit
+from models.tables import Closing, ClosingStatus, utcnow
+from preclose.repository._base import _commit
 
 __all__ = [
     "buyer_key",
@@ -81,6 +81,11 @@ def set_buyer_link(
     return row
 
 
+def ended_statuses() -> list[ClosingStatus]:
+    """The states in which a closing is over; every other state, old or new, is live."""
+    return [s for s in ClosingStatus if s.value in ("fulfilled", "fell_through", "cancelled")]
+
+
 def list_live_links(*, session: Session) -> list[BuyerLink]:
     """Every active link of a live closing, for finding the orders placed through it.
 
@@ -93,7 +98,7 @@ def list_live_links(*, session: Session) -> list[BuyerLink]:
         .where(
             col(BuyerLink.status) == "active",
             col(BuyerLink.offergrid_link_id).is_not(None),
-            col(Closing.status).in_(list(LIVE_CLOSING_STATUSES)),
+            col(Closing.status).not_in(ended_statuses()),
         )
     )
     return list(session.exec(statement).all())
