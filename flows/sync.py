@@ -16,7 +16,7 @@ from preclose.settings import get_settings
 from preclose.tracking import items_offergrid_lacks, updates_from_orders
 from tasks.artifacts import publish_health
 from tasks.orders import list_orders
-from tasks.self_serve import live_link_count, record_link_orders
+from tasks.self_serve import LINK_ONLY_READ_MINUTES, live_link_count, record_link_orders
 from tasks.tracking import apply_updates, open_item_ids
 
 
@@ -42,7 +42,9 @@ def sync_orders(as_of: datetime | None = None) -> SyncSummary:
         progress=0.0, description=f"Syncing {len(item_ids)} open Offergrid items"
     )
     assert isinstance(progress, uuid.UUID)  # the sync API returns the ID, not a coroutine
-    period = status_period(now, get_settings().status_cache_minutes)
+    # With only buyers' links to look at, one read an hour is plenty (not one per sync).
+    minutes = get_settings().status_cache_minutes if item_ids else LINK_ONLY_READ_MINUTES
+    period = status_period(now, minutes)
     orders = list_orders(period)
     update_progress_artifact(progress, 40.0)
     lost = items_offergrid_lacks(orders, item_ids)

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 # The categories a buyer chooses for themselves through the link, rather than us ordering them.
 SELF_SERVE_CATEGORIES = ("television", "security", "other")
+# How often the sync reads orders when only buyers' links, no order of ours, are open.
+LINK_ONLY_READ_MINUTES = 60
 
 
 def _address(closing: ClosingRequest) -> ServiceAddress:
