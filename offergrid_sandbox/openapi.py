@@ -63,6 +63,57 @@ _AVAILABILITY = {
 }
 
 
+_TEXT = {"type": "string"}
+_DATE = {"type": "string", "description": "ISO 8601 date, e.g. 2027-03-01"}
+_LINK_CREATE = {
+    "type": "object",
+    "required": ["address"],
+    "properties": {
+        "address": {"$ref": "#/components/schemas/ServiceAddressDto"},
+        "propertyName": _TEXT,
+        "moveInDate": _DATE,
+    },
+}
+_LINK_UPDATE = {
+    "type": "object",
+    "properties": {
+        "propertyName": _TEXT,
+        "moveInDate": _DATE,
+        "status": {"type": "string", "enum": ["active", "inactive"]},
+    },
+}
+_CONTACT = {name: _TEXT for name in ("fullName", "email", "phone")}
+_CUSTOMER_UPDATE = {
+    "type": "object",
+    "properties": {
+        **_CONTACT,
+        "kind": {"type": "string", "enum": ["lead", "customer"]},
+        "status": {"type": "string", "enum": ["active", "churned", "unsubscribed"]},
+        "notes": _TEXT,
+        "tags": {"type": "array", "items": _TEXT},
+    },
+}
+_CUSTOMER_CREATE = {
+    "type": "object",
+    "required": ["fullName"],
+    "properties": {
+        **_CONTACT,
+        **{
+            name: _TEXT
+            for name in ("addressLine1", "addressLine2", "city", "state", "postalCode", "country")
+        },
+        "kind": {"type": "string", "enum": ["lead", "customer"]},
+        "source": {
+            "type": "string",
+            "enum": ["order", "link", "api_import", "manual", "event"],
+        },
+        "notes": _TEXT,
+        "tags": {"type": "array", "items": _TEXT},
+        "customFields": {"type": "object"},
+    },
+}
+
+
 @cache
 def _published_schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = json.loads(_PUBLISHED.read_text())["components"]["schemas"]
@@ -82,6 +133,10 @@ def _bodies(models: Mapping[str, type[BaseModel]]) -> dict[tuple[str, str], dict
         ("post", "/provider/offers"): _ref("CreateOfferDto"),
         ("patch", "/provider/offers/{offer_id}"): _ref("UpdateOfferDto"),
         ("patch", "/provider/orders/{item_id}/status"): _ref("UpdateItemStatusDto"),
+        ("post", "/reseller/links"): _LINK_CREATE,
+        ("patch", "/reseller/links/{link_id}"): _LINK_UPDATE,
+        ("post", "/reseller/customers"): _CUSTOMER_CREATE,
+        ("patch", "/reseller/customers/{customer_id}"): _CUSTOMER_UPDATE,
     }
     # Only the fields sent change: WebhookConfig's switches, every one optional.
     switches = models["WebhookConfig"].model_json_schema()["properties"]
