@@ -136,6 +136,21 @@ class Directory:
         self._by_token: dict[str, str] = {}
         self._customers: dict[str, dict[str, Any]] = {}
 
+    def snapshot(self) -> dict[str, Any]:
+        """Every link and customer as JSON data, for the sandbox's state file."""
+        with self._lock:
+            return {
+                "links": copy.deepcopy(self._links),
+                "customers": copy.deepcopy(self._customers),
+            }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take up a snapshot's links and customers (a file without them leaves none)."""
+        with self._lock:
+            self._links = copy.deepcopy(data.get("links", {}))
+            self._by_token = {link["token"]: link_id for link_id, link in self._links.items()}
+            self._customers = copy.deepcopy(data.get("customers", {}))
+
     @staticmethod
     def _view(record: dict[str, Any]) -> dict[str, Any]:
         return copy.deepcopy({k: v for k, v in record.items() if k != "teamId"})

@@ -155,10 +155,11 @@ class Sandbox:
     # --- a state file, so a restarted sandbox remembers (see offergrid_sandbox.persistence) ----
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything a restart must keep, as JSON data: offers, orders, items, idempotency."""
+        """Everything a restart must keep, as JSON: offers, orders, items, idempotency, links."""
         with self._lock:
             return {
                 "version": 1,
+                "directory": self.directory.snapshot(),
                 "offers": copy.deepcopy(self._offers),
                 "orders": copy.deepcopy(self._orders),
                 "items": copy.deepcopy(self._items),
@@ -190,6 +191,7 @@ class Sandbox:
                 )
                 for record in data.get("idempotency", [])
             }
+            self.directory.restore(data.get("directory", {}))
             items = list(self._items.values())
         resume = getattr(self.simulator, "resume", None)
         if callable(resume):

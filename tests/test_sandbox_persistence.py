@@ -47,6 +47,36 @@ def test_orders_survive_a_restart(tmp_path: Path) -> None:
         assert len(client.get("/reseller/orders", headers=RESELLER).json()) == 2
 
 
+def test_links_and_customers_survive_a_restart(tmp_path: Path) -> None:
+    """A buyer's link (still usable by its token) and a customer record outlive a restart."""
+    state = tmp_path / "state.json"
+    address = {
+        "street": "500 Congress Ave",
+        "city": "Austin",
+        "state": "TX",
+        "zipCode": "78701",
+        "country": "US",
+    }
+    with sandbox_client(quiet_config(state_file=state)) as (client, _):
+        link = client.post(
+            "/reseller/links",
+            json={"address": address, "moveInDate": "2027-03-01"},
+            headers=RESELLER,
+        ).json()
+        customer = client.post(
+            "/reseller/customers",
+            json={"fullName": "Dana Buyer", "email": "dana@example.com", "kind": "customer"},
+            headers=RESELLER,
+        ).json()
+    with sandbox_client(quiet_config(state_file=state)) as (client, _):
+        again = client.get(f"/reseller/links/{link['id']}", headers=RESELLER)
+        assert again.status_code == 200
+        assert again.json()["moveInDate"] == "2027-03-01"
+        assert client.get(f"/links/{link['token']}").status_code == 200
+        found = client.get(f"/reseller/customers/{customer['id']}", headers=RESELLER)
+        assert found.json()["email"] == "dana@example.com"
+
+
 def test_simulated_providers_take_restored_items_up_again(tmp_path: Path) -> None:
     """An item left pending by the last run is moved on by the providers after the restart."""
     state = tmp_path / "state.json"
