@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from models.zips import zip_facts
 from offergrid.models import US_STATES, Category  # a closing we take must be orderable
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "PropertyInfo",
     "PropertyType",
     "check_closing_dates",
+    "same_clock",
     "mask_email",
     "mask_name",
     "mask_phone",
@@ -178,15 +180,15 @@ class PropertyAddress(BaseModel):
     city: str = Field(
         min_length=2, max_length=100, title="City", description="City or town.", examples=["Austin"]
     )
-    state: str = Field(
-        title="State",
-        description="Two-letter US state or territory code.",
-        examples=["TX"],
-    )
     zip_code: str = Field(
         title="ZIP code",
         description="5-digit ZIP or ZIP+4.",
         examples=["78701", "78701-1234"],
+    )
+    state: str = Field(
+        title="State",
+        description="Two-letter US state or territory code.",
+        examples=["TX"],
     )
     country: Literal["US"] = Field(
         "US", title="Country", description="Only US addresses are served."
@@ -194,10 +196,22 @@ class PropertyAddress(BaseModel):
 
     @field_validator("state")
     @classmethod
-    def _state(cls, value: str) -> str:
+    def _state(cls, value: str, info: ValidationInfo) -> str:
         code = value.upper()
         if code not in US_STATES:
             raise _error("state", "not a US state code (expected two letters such as TX)")
+        # The ZIP is validated first (it is declared first), so a state it contradicts is caught
+        # here: an order must never go out with an address the provider cannot place.
+        zip_code = info.data.get("zip_code")
+        facts = zip_facts(zip_code[:5]) if zip_code else None
+        if facts is not None and facts.state != code:
+            raise _error(
+                "state_mismatch",
+                "state {state} does not match ZIP code {zip} (which is in {expected})",
+                state=code,
+                zip=zip_code,
+                expected=facts.state,
+            )
         return code
 
     @field_validator("zip_code")
@@ -461,12 +475,16 @@ class ClosingRequest(BaseModel):
         title="Closing date", description="The day the sale closes.", examples=["2026-06-15"]
     )
     time_zone: str = Field(
-        "America/Chicago",
+        None,  # type: ignore[assignment]  # filled from the ZIP code by the validator below
+        validate_default=True,
         # The longest IANA name is 32 characters; a longer one is never a zone (and a very long
         # one makes the zone lookup fail on the file system).
         max_length=64,
         title="Time zone",
-        description="IANA time zone of the property; all dates are local to it.",
+        description=(
+            "IANA time zone of the property; all dates are local to it. Leave empty to take it "
+            "from the ZIP code; one the ZIP code contradicts is refused."
+        ),
         examples=["America/Chicago", "America/New_York"],
     )
     move_in_date: date | None = Field(
@@ -488,18 +506,41 @@ class ClosingRequest(BaseModel):
         description="Place orders in Offergrid test mode: nothing is really fulfilled.",
     )
 
-    @field_validator("time_zone")
+    @field_validator("time_zone", mode="before")
     @classmethod
-    def _time_zone(cls, value: str) -> str:
+    def _time_zone(cls, value: Any, info: ValidationInfo) -> Any:
+        prop = info.data.get("property")
+        facts = zip_facts(prop.address.zip5) if isinstance(prop, PropertyInfo) else None
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if facts is None or facts.time_zone is None:
+                if prop is None:
+                    # The property is refused already; a stand-in keeps that the only error.
+                    return "UTC"
+                raise _error(
+                    "time_zone",
+                    "no time zone is known for ZIP code {zip}; give the property's IANA time zone",
+                    zip=prop.address.zip_code if isinstance(prop, PropertyInfo) else "",
+                )
+            return facts.time_zone
+        if not isinstance(value, str):
+            return value  # the str type check names the problem
         value = value.strip()
         try:
-            ZoneInfo(value)
+            zone = ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError, OSError):
             raise _error(
                 "time_zone",
                 "unknown time zone '{value}' (expected an IANA name such as America/Chicago)",
                 value=value,
             ) from None
+        if facts is not None and facts.time_zone and not same_clock(zone, ZoneInfo(facts.time_zone)):
+            raise _error(
+                "time_zone_mismatch",
+                "time zone {value} does not match ZIP code {zip} (which keeps {expected} time)",
+                value=value,
+                zip=facts.zip5,
+                expected=facts.time_zone,
+            )
         return value
 
     @field_validator("move_in_date")
@@ -534,6 +575,11 @@ class ClosingRequest(BaseModel):
         return self.move_in_date or self.closing_date
 
     @builtins.property
+    def possession_date(self) -> date:
+        """The day the buyer gets the keys: the closing, or the move-in when it is earlier."""
+        return min(self.closing_date, self.effective_move_in)
+
+    @builtins.property
     def tz(self) -> ZoneInfo:
         """The property's time zone."""
         return ZoneInfo(self.time_zone)
@@ -558,6 +604,23 @@ class ClosingRequest(BaseModel):
             # Installer notes carry gate codes and the like: keep only that there are some.
             data["preferences"]["installer_notes"] = f"[{len(notes)} characters]"
         return data
+
+
+def same_clock(one: ZoneInfo, other: ZoneInfo) -> bool:
+    """Whether two zones keep the same clock (America/Detroit and America/New_York do).
+
+    Compared at a winter and a summer moment of the last few years and the next: daylight saving
+    is what sets Arizona and Hawaii apart from their neighbours.
+    """
+    if one.key == other.key:
+        return True
+    this_year = datetime.now(UTC).year
+    for year in range(this_year - 1, this_year + 2):
+        for month in (1, 4, 7, 11):
+            moment = datetime(year, month, 15, 12, tzinfo=UTC)
+            if moment.astimezone(one).utcoffset() != moment.astimezone(other).utcoffset():
+                return False
+    return True
 
 
 def check_closing_dates(closing: ClosingRequest, *, as_of: datetime) -> None:

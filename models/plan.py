@@ -52,6 +52,11 @@ class OfferSnapshot(BaseModel):
     download_mbps: int | None = Field(None, title="Download speed (Mbps)")
     connection_type: str | None = Field(None, title="Connection type")
     insurance_form: str | None = Field(None, title="Insurance form", examples=["HO-6"])
+    instant_activation: bool = Field(
+        False,
+        title="Instant activation",
+        description="The offer switches on remotely on the day asked (no visit to book).",
+    )
 
 
 class OfferChoice(BaseModel):

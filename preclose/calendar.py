@@ -1,80 +1,56 @@
-"""Business days: weekends, US federal holidays (via dateutil.rrule) and extra closed dates."""
+"""Business days: weekends, US federal and state holidays (the `holidays` package), extra days."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from functools import lru_cache
 
-from dateutil.rrule import MO, TH, YEARLY, rrule
+import holidays
 
-__all__ = ["BusinessCalendar", "observed", "us_federal_holidays"]
-
-# Fixed-date holidays as (name, month, day); each is observed on the nearest weekday.
-_FIXED: tuple[tuple[str, int, int], ...] = (
-    ("New Year's Day", 1, 1),
-    ("Juneteenth National Independence Day", 6, 19),
-    ("Independence Day", 7, 4),
-    ("Veterans Day", 11, 11),
-    ("Christmas Day", 12, 25),
-)
-# Floating holidays as (name, month, nth weekday of that month).
-_FLOATING = (
-    ("Martin Luther King Jr. Day", 1, MO(+3)),
-    ("Washington's Birthday", 2, MO(+3)),
-    ("Memorial Day", 5, MO(-1)),
-    ("Labor Day", 9, MO(+1)),
-    ("Columbus Day", 10, MO(+2)),
-    ("Thanksgiving Day", 11, TH(+4)),
-)
+__all__ = ["BusinessCalendar", "state_holidays", "us_federal_holidays"]
 
 
-def observed(day: date) -> date:
-    """The day a fixed-date federal holiday is observed: Saturday → Friday, Sunday → Monday."""
-    if day.weekday() == 5:
-        return day - timedelta(days=1)
-    if day.weekday() == 6:
-        return day + timedelta(days=1)
-    return day
-
-
-@lru_cache(maxsize=64)
-def _holidays_of(year: int) -> tuple[tuple[date, str], ...]:
-    found: dict[date, str] = {}
-    for name, month, weekday in _FLOATING:
-        start = datetime(year, month, 1)
-        # One yearly rule per holiday, limited to its month; dateutil resolves "+3rd Monday" etc.
-        (when,) = rrule(YEARLY, dtstart=start, count=1, bymonth=month, byweekday=weekday)
-        found[when.date()] = name
-    for name, month, day in _FIXED:
-        found[observed(date(year, month, day))] = name
-    # New Year's Day of the next year is observed on Friday 31 December when it falls on a Saturday.
-    next_new_year = observed(date(year + 1, 1, 1))
-    if next_new_year.year == year:
-        found[next_new_year] = "New Year's Day"
-    # ...and then it does not belong to the year it falls in.
-    this_new_year = observed(date(year, 1, 1))
-    if this_new_year.year != year:
-        found.pop(this_new_year, None)
+@lru_cache(maxsize=256)
+def _holidays_of(year: int, subdivision: str | None) -> tuple[tuple[date, str], ...]:
+    # Only the PUBLIC category (the package's default): days offices, banks and recorders close,
+    # including the observed weekday of a holiday that falls on a weekend.
+    try:
+        found = holidays.country_holidays("US", subdiv=subdivision, years=year)
+    except NotImplementedError:
+        # A territory or code the package does not know: its federal holidays still apply.
+        found = holidays.country_holidays("US", years=year)
     return tuple(sorted(found.items()))
 
 
 def us_federal_holidays(year: int) -> dict[date, str]:
-    """The US federal holidays observed in `year` (OPM rules), date → name."""
-    return dict(_holidays_of(year))
+    """The US federal holidays observed in `year`, date → name (from the `holidays` package)."""
+    return dict(_holidays_of(year, None))
+
+
+def state_holidays(year: int, state: str) -> dict[date, str]:
+    """Federal and `state`'s own public holidays in `year`, date → name (the state's name wins)."""
+    return {**dict(_holidays_of(year, None)), **dict(_holidays_of(year, state.upper()))}
 
 
 class BusinessCalendar:
-    """Counts business days: Monday to Friday minus US federal holidays (optional) and extras."""
+    """Counts business days: Monday to Friday minus federal (and a state's) holidays and extras."""
 
-    def __init__(self, *, us_federal: bool = True, extra_holidays: Iterable[date] = ()) -> None:
-        """Build a calendar; `us_federal=False` keeps only weekends and `extra_holidays` closed."""
+    def __init__(
+        self,
+        *,
+        us_federal: bool = True,
+        state: str | None = None,
+        extra_holidays: Iterable[date] = (),
+    ) -> None:
+        """Build a calendar; `state` adds its holidays, `us_federal=False` keeps only extras."""
         self.us_federal = us_federal
+        self.state = state.upper() if state else None
         self.extra_holidays = frozenset(extra_holidays)
 
     def __repr__(self) -> str:
         return (
-            f"BusinessCalendar(us_federal={self.us_federal}, "
+            f"BusinessCalendar(us_federal={self.us_federal}, state={self.state!r}, "
             f"extra_holidays={len(self.extra_holidays)})"
         )
 
@@ -82,6 +58,8 @@ class BusinessCalendar:
         """The name of the holiday on `day`, or None when it is not a holiday."""
         if day in self.extra_holidays:
             return "Holiday"
+        if self.state is not None:
+            return state_holidays(day.year, self.state).get(day)
         if self.us_federal:
             return us_federal_holidays(day.year).get(day)
         return None
@@ -89,6 +67,15 @@ class BusinessCalendar:
     def is_business_day(self, day: date) -> bool:
         """Whether `day` is a weekday that is not a holiday."""
         return day.weekday() < 5 and self.holiday_name(day) is None
+
+    def closed_reason(self, day: date) -> str | None:
+        """Why `day` is not a business day ("a Saturday", "Thanksgiving Day"), or None."""
+        name = self.holiday_name(day)
+        if name is not None:
+            return name
+        if day.weekday() >= 5:
+            return f"a {day:%A}"
+        return None
 
     def on_or_before(self, day: date) -> date:
         """`day` if it is a business day, else the business day before it."""

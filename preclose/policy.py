@@ -21,6 +21,7 @@ from preclose.calendar import BusinessCalendar
 __all__ = [
     "CategoryTiming",
     "EnergyRequirement",
+    "ExtraLeadRule",
     "ImportanceRule",
     "InsuranceFitRule",
     "InsuranceForm",
@@ -88,9 +89,14 @@ class ImportanceRule(_Rule):
 
 
 class InsuranceFitRule(_Rule):
-    """Names the insurance forms acceptable for the homes it matches."""
+    """Names the insurance forms acceptable for the homes it matches, and why."""
 
     forms: list[str] = Field(min_length=1)
+    endorsed_forms: dict[str, str] = Field(
+        default_factory=dict,
+        description="More forms that fit only with an endorsement the offer shows: form -> "
+        "endorsement key under [insurance.endorsements].",
+    )
 
 
 class InsuranceForm(BaseModel):
@@ -108,6 +114,7 @@ class InsurancePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     forms: dict[str, InsuranceForm] = Field(min_length=1)
+    endorsements: dict[str, InsuranceForm] = Field(default_factory=dict)
     fits: list[InsuranceFitRule] = Field(min_length=1)
 
     @field_validator("fits")
@@ -116,12 +123,15 @@ class InsurancePolicy(BaseModel):
         cls, fits: list[InsuranceFitRule], info: ValidationInfo
     ) -> list[InsuranceFitRule]:
         known = info.data.get("forms") or {}
+        endorsements = info.data.get("endorsements") or {}
         for index, rule in enumerate(fits, start=1):
-            unknown = [form for form in rule.forms if form not in known]
+            unknown = [form for form in [*rule.forms, *rule.endorsed_forms] if form not in known]
+            unknown += [e for e in rule.endorsed_forms.values() if e not in endorsements]
             if unknown:
                 raise PydanticCustomError(
                     "unknown_form",
-                    "rule {index} names forms not under [insurance.forms]: {unknown}",
+                    "rule {index} names forms or endorsements not under [insurance.forms] or "
+                    "[insurance.endorsements]: {unknown}",
                     {"index": index, "unknown": ", ".join(unknown)},
                 )
         return fits
@@ -149,12 +159,34 @@ class CategoryTiming(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    anchor: Literal["closing", "move_in"]
+    anchor: Literal["possession", "closing", "move_in"]
     offset_business_days: int = Field(0, ge=-30, le=30)
-    mode: Literal["by", "after"]
+    mode: Literal["on", "by", "after"]
     window_business_days: int = Field(0, ge=0, le=30)
     lead_business_days: int = Field(ge=0, le=60)
+    instant_activation: Literal["always", "when_offered", "never"] = Field(
+        "never",
+        description="Whether orders activate remotely on the day asked: always, when the "
+        "offer says instantActivation, or never (a visit or a set-up is booked).",
+    )
+    instant_lead_business_days: int | None = Field(
+        None, ge=0, le=60, description="The lead time when the order activates instantly."
+    )
+    bind_before_closing_business_days: int | None = Field(
+        None,
+        ge=0,
+        le=30,
+        description="Insurance: bound (accepted by the insurer) this many business days before "
+        "closing; the lead time counts back from that day, not from the effective date.",
+    )
     lead_phrase: str = Field(min_length=1)
+    source: str | None = Field(None, description="Where the rule comes from, for the reader.")
+
+
+class ExtraLeadRule(_Rule):
+    """More lead time, in business days, for some categories of the homes it matches."""
+
+    categories: dict[Category, int] = Field(min_length=1)
 
 
 class TimingPolicy(BaseModel):
@@ -163,8 +195,10 @@ class TimingPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     us_federal_holidays: bool = True
+    state_holidays: bool = True
     extra_holidays: list[date] = Field(default_factory=list)
     categories: dict[Category, CategoryTiming]
+    extra_lead: list[ExtraLeadRule] = Field(default_factory=list)
 
     @field_validator("categories")
     @classmethod
@@ -202,13 +236,54 @@ class Policy(BaseModel):
         order = list(Category)
         return dict(sorted(chosen.items(), key=lambda item: (item[1].rank, order.index(item[0]))))
 
-    def insurance_forms_for(self, prop: PropertyInfo) -> list[str]:
-        """The insurance form codes acceptable for `prop` (the last matching fit rule decides)."""
-        forms: list[str] = []
+    def insurance_fit_for(self, prop: PropertyInfo) -> InsuranceFitRule | None:
+        """The insurance rule for `prop`: the last matching fit rule, or None when none matches."""
+        fit: InsuranceFitRule | None = None
         for rule in self.insurance.fits:
             if rule.matches(prop):
-                forms = list(rule.forms)
-        return forms
+                fit = rule
+        return fit
+
+    def insurance_forms_for(self, prop: PropertyInfo) -> list[str]:
+        """The insurance form codes acceptable for `prop`, endorsed ones after the plain ones."""
+        fit = self.insurance_fit_for(prop)
+        if fit is None:
+            return []
+        return list(dict.fromkeys([*fit.forms, *fit.endorsed_forms]))
+
+    def endorsements_of(self, offer: Offer) -> set[str]:
+        """The endorsement keys an insurance offer shows (coverage data, features, name)."""
+        data = offer.service_data()
+        texts = [offer.name or "", *offer.key_features]
+        for key in ("additionalCoverage", "endorsements", "coverageDetails", "insuranceType"):
+            value = data.get(key)
+            if isinstance(value, str):
+                texts.append(value)
+            elif isinstance(value, list):
+                texts.extend(str(v) for v in value)
+        words = [_normalise(text) for text in texts]
+        return {
+            key
+            for key, endorsement in self.insurance.endorsements.items()
+            if any(
+                _contains(text, _normalise(alias))
+                for alias in [endorsement.label, *endorsement.aliases]
+                for text in words
+            )
+        }
+
+    def insurance_fit_of(self, offer: Offer, prop: PropertyInfo) -> str | None:
+        """Why the offer's form fits `prop` ("HO-6 with rental endorsement"), or None if not."""
+        fit = self.insurance_fit_for(prop)
+        form = self.insurance_form_of(offer)
+        if fit is None or form is None:
+            return None
+        if form in fit.forms:
+            return form
+        needed = fit.endorsed_forms.get(form)
+        if needed is not None and needed in self.endorsements_of(offer):
+            return f"{form} with {self.insurance.endorsements[needed].label}"
+        return None
 
     def form_label(self, code: str) -> str:
         """The human label of an insurance form code."""
@@ -243,10 +318,19 @@ class Policy(BaseModel):
         """The timing rule for `category`."""
         return self.timing.categories[category]
 
-    def calendar(self) -> BusinessCalendar:
-        """The business-day calendar the policy describes."""
+    def extra_lead_for(self, prop: PropertyInfo, category: Category) -> int:
+        """Extra lead time in business days for `category` at `prop` (the last match decides)."""
+        extra = 0
+        for rule in self.timing.extra_lead:
+            if rule.matches(prop) and category in rule.categories:
+                extra = rule.categories[category]
+        return extra
+
+    def calendar(self, state: str | None = None) -> BusinessCalendar:
+        """The business-day calendar the policy describes, with `state`'s holidays if it says so."""
         return BusinessCalendar(
             us_federal=self.timing.us_federal_holidays,
+            state=state if self.timing.state_holidays else None,
             extra_holidays=self.timing.extra_holidays,
         )
 

@@ -11,7 +11,14 @@ from models.plan import CategoryPick, Importance, OfferChoice, OfferSnapshot, Re
 from offergrid.models import Category, Offer, OfferStatus
 from preclose.policy import Policy
 
-__all__ = ["MAX_RUNNERS_UP", "first_year_cost", "recommend", "recommend_detailed", "to_choice"]
+__all__ = [
+    "MAX_RUNNERS_UP",
+    "first_year_cost",
+    "instant_activation",
+    "recommend",
+    "recommend_detailed",
+    "to_choice",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +28,18 @@ MAX_RUNNERS_UP = 3
 def first_year_cost(offer: Offer) -> float | None:
     """12 months of price (promo months at promo price) plus one-off fees; None when unpriced."""
     return offer.cost_over(12)
+
+
+def instant_activation(offer: Offer) -> bool:
+    """Whether the offer says it activates instantly (serviceSpecificData or metadata)."""
+    for data in (offer.service_data(), offer.metadata or {}):
+        value = data.get("instantActivation") if isinstance(data, dict) else None
+        if isinstance(value, str):
+            if value.strip().lower() in {"true", "yes", "1"}:
+                return True
+        elif value is True:
+            return True
+    return False
 
 
 def to_choice(offer: Offer, policy: Policy | None = None) -> OfferChoice:
@@ -43,6 +62,7 @@ def to_choice(offer: Offer, policy: Policy | None = None) -> OfferChoice:
         download_mbps=offer.download_mbps() if internet else None,
         connection_type=offer.connection_type() if internet else None,
         insurance_form=policy.insurance_form_of(offer) if insurance and policy else None,
+        instant_activation=instant_activation(offer),
     )
     return OfferChoice(
         offer_id=offer.id,

@@ -12,22 +12,36 @@ from offergrid.models import Category
 from preclose.calendar import BusinessCalendar
 from preclose.policy import CategoryTiming, Policy
 
-__all__ = ["ServiceTiming", "plan_closing", "service_timing"]
+__all__ = ["ServiceTiming", "closing_day_warnings", "plan_closing", "service_timing"]
 
 _TITLES = {Category.TELEVISION: "TV"}
 
 
 @dataclass(frozen=True)
 class ServiceTiming:
-    """One category's dates for a closing, before looking at today."""
+    """One category's window for a closing, before looking at today."""
 
     category: Category
-    anchor: str  # "Closing" or "Move-in", as the buyer would say it
+    anchor: str  # "Closing", "Move-in" or "Possession", as the buyer would say it
     anchor_date: date
-    service_date: date
-    window_end: date
+    service_date: date  # the day the service must start (the requested start)
+    window_end: date  # the last acceptable day; equals the start for a deadline
     placement_date: date  # the ideal day to place the order
     rule: CategoryTiming
+    not_before: date  # possession: nothing starts before it
+    bind_by: date | None = None  # insurance: accepted by the insurer by this day
+    lead_business_days: int = 0  # the lead this order needs (instant, new construction counted)
+    instant: bool = False
+
+
+def _anchor(closing: ClosingRequest, rule: CategoryTiming) -> tuple[str, date]:
+    possession = closing.possession_date
+    if rule.anchor == "closing":
+        return "Closing", closing.closing_date
+    if rule.anchor == "possession":
+        return ("Closing" if possession == closing.closing_date else "Move-in"), possession
+    move_in = closing.effective_move_in
+    return ("Closing" if move_in == closing.closing_date else "Move-in"), move_in
 
 
 def service_timing(
@@ -35,37 +49,60 @@ def service_timing(
     category: Category,
     policy: Policy,
     calendar: BusinessCalendar | None = None,
+    *,
+    instant: bool = False,
 ) -> ServiceTiming:
-    """The service date and ideal placement date for one category of a closing.
+    """The window and ideal placement date for one category of a closing.
 
-    A service date on a weekend or holiday moves to the business day BEFORE it for "by"
-    deadlines (power on by closing, internet installed by move-in) and to the business day AFTER
-    it for "after" targets (security and TV installed once the buyer is in). A non-zero offset
-    counts business days from the anchor, so it always lands on a business day. The placement
-    date is the service date minus the category's lead time in business days.
+    Nothing starts before possession (the closing, or an earlier move-in). An "on" service starts
+    on its anchor day whatever the weekday (a remote switch-on, a policy's effective date); a
+    "by" deadline on a weekend or holiday moves to the business day before, but never before
+    possession; an "after" target is business days after its anchor, widened into a window. The
+    placement date is the start (or, for insurance, the bind date) minus the lead time in business
+    days: the instant-activation lead when `instant` and the rule allows it, plus any extra lead
+    the policy gives the home (new construction).
     """
-    cal = calendar or policy.calendar()
+    cal = calendar or policy.calendar(closing.property.address.state)
     rule = policy.timing_for(category)
-    move_in = closing.effective_move_in
-    if rule.anchor == "closing":
-        anchor, anchor_date = "Closing", closing.closing_date
-    else:
-        anchor = "Closing" if move_in == closing.closing_date else "Move-in"
-        anchor_date = move_in
+    possession = closing.possession_date
+    anchor, anchor_date = _anchor(closing, rule)
     if rule.offset_business_days:
-        service = cal.add_business_days(anchor_date, rule.offset_business_days)
+        start = cal.add_business_days(anchor_date, rule.offset_business_days)
     elif rule.mode == "by":
-        service = cal.on_or_before(anchor_date)
+        start = cal.on_or_before(anchor_date)
+    elif rule.mode == "after":
+        start = cal.on_or_after(anchor_date)
     else:
-        service = cal.on_or_after(anchor_date)
+        start = anchor_date
+    if start < possession:
+        # Never before the buyer has the keys: the first day it can be done from possession.
+        start = possession if rule.mode == "on" else cal.on_or_after(possession)
+    end = cal.add_business_days(start, rule.window_business_days) if rule.mode == "after" else start
+    bind_by = None
+    if rule.bind_before_closing_business_days is not None:
+        bind_by = min(
+            cal.add_business_days(closing.closing_date, -rule.bind_before_closing_business_days),
+            cal.on_or_before(start),
+        )
+    instant_here = rule.instant_activation == "always" or (
+        instant and rule.instant_activation == "when_offered"
+    )
+    lead = rule.lead_business_days
+    if instant_here and rule.instant_lead_business_days is not None:
+        lead = rule.instant_lead_business_days
+    lead += policy.extra_lead_for(closing.property, category)
     return ServiceTiming(
         category=category,
         anchor=anchor,
         anchor_date=anchor_date,
-        service_date=service,
-        window_end=cal.add_business_days(service, rule.window_business_days),
-        placement_date=cal.add_business_days(service, -rule.lead_business_days),
+        service_date=start,
+        window_end=end,
+        placement_date=cal.add_business_days(bind_by or start, -lead),
         rule=rule,
+        not_before=possession,
+        bind_by=bind_by,
+        lead_business_days=lead,
+        instant=instant_here,
     )
 
 
@@ -77,8 +114,15 @@ def _risk(timing: ServiceTiming, today: date, cal: BusinessCalendar) -> str:
     """Why an order whose placement date has passed may not be in service on time."""
     rule = timing.rule
     title = _TITLES.get(timing.category, timing.category.value.capitalize())
-    need = f"{rule.lead_phrase} {rule.lead_business_days}"
+    need = f"{rule.lead_phrase} {timing.lead_business_days}"
     service = timing.service_date
+    if timing.bind_by is not None:
+        bind_by = timing.bind_by.isoformat()
+        if timing.bind_by < today:
+            return f"{title} was to be bound by {bind_by} for closing, which has passed; {need}"
+        left = cal.business_days_between(today, timing.bind_by)
+        when = "today" if left == 0 else f"in {_business_days(left)}"
+        return f"{title} must be bound by {bind_by} for closing ({when}); {need}"
     if timing.window_end < today:
         return f"{title} was due by {timing.window_end.isoformat()}, which has passed; {need}"
     left = cal.business_days_between(today, service)
@@ -92,6 +136,19 @@ def _risk(timing: ServiceTiming, today: date, cal: BusinessCalendar) -> str:
         f"{title} is targeted for {service.isoformat()} to {timing.window_end.isoformat()} "
         f"({_business_days(left)} left); {need}"
     )
+
+
+def closing_day_warnings(closing: ClosingRequest, cal: BusinessCalendar) -> list[str]:
+    """A warning when the closing falls on a weekend or a holiday at the property."""
+    day = closing.closing_date
+    why = cal.closed_reason(day)
+    if why is None:
+        return []
+    when = why if why.startswith("a ") else f"{why}, a holiday in {closing.property.address.state}"
+    return [
+        f"The closing on {day:%A %B} {day.day} falls on {when}: lenders do not fund and county "
+        "recorders are closed, so confirm the date with the title company. The plan keeps it."
+    ]
 
 
 def plan_closing(
@@ -109,12 +166,15 @@ def plan_closing(
     essential category with nothing to order is at risk too.
     """
     today = closing.local_date(as_of)
-    cal = policy.calendar()
+    cal = policy.calendar(closing.property.address.state)
     lines: list[PlanLine] = []
     for pick in picks:
-        timing = service_timing(closing, pick.category, policy, cal)
+        instant = pick.choice is not None and pick.choice.snapshot.instant_activation
+        timing = service_timing(closing, pick.category, policy, cal, instant=instant)
         # An "after" target has a window: the order is late only once even its end is unreachable.
-        latest = cal.add_business_days(timing.window_end, -timing.rule.lead_business_days)
+        latest = cal.add_business_days(
+            timing.bind_by or timing.window_end, -timing.lead_business_days
+        )
         late = latest < today
         at_risk, risk = late, _risk(timing, today, cal) if late else None
         if pick.choice is None:
@@ -132,7 +192,7 @@ def plan_closing(
                 service_date=timing.service_date,
                 service_window_end=timing.window_end,
                 placement_date=max(timing.placement_date, today),
-                lead_business_days=timing.rule.lead_business_days,
+                lead_business_days=timing.lead_business_days,
                 due_now=pick.choice is not None and timing.placement_date <= today,
                 at_risk=at_risk,
                 risk_reason=risk,
@@ -147,6 +207,6 @@ def plan_closing(
         time_zone=closing.time_zone,
         as_of_date=today,
         lines=lines,
-        problems=[pick.problem for pick in picks if pick.problem],
+        problems=[*closing_day_warnings(closing, cal), *(p.problem for p in picks if p.problem)],
         generated_at=as_of.astimezone(UTC),
     )
