@@ -27,6 +27,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+import zipcodes
+
 from offergrid_sandbox.clock import Clock
 from offergrid_sandbox.config import SimulationConfig
 from offergrid_sandbox.events import ItemChange
@@ -85,6 +87,15 @@ class SimulatedSandbox(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Window:
+    """When the reseller asked the service to start, read from the order's metadata."""
+
+    start: date  # never earlier
+    needed_by: date  # the last day that serves the customer
+    not_before: date  # possession: never earlier either
+
+
 @dataclass
 class _Track:
     """What the simulator knows of one item it drives."""
@@ -92,12 +103,44 @@ class _Track:
     change: ItemChange  # the creation event: ids, category, test flag
     instant: bool
     zone: ZoneInfo
+    window: Window | None = None
     in_flight: str | None = None  # the status our own update is setting right now
 
 
+def window_of(item: dict[str, Any], offer_id: str) -> Window | None:
+    """The item's window from its order's `metadata.serviceWindows`, or None if it gives none.
+
+    Offergrid's order item has no date field, so a reseller that needs a date puts one entry per
+    item in the order's metadata, naming the offerId; entries that do not parse are ignored.
+    """
+    metadata = item.get("metadata")
+    entries = metadata.get("serviceWindows") if isinstance(metadata, dict) else None
+    if not isinstance(entries, list):
+        return None
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("offerId") != offer_id:
+            continue
+        try:
+            start = date.fromisoformat(str(entry["startDate"]))
+            needed_by = date.fromisoformat(str(entry.get("neededBy") or start.isoformat()))
+            not_before = date.fromisoformat(str(entry.get("notBefore") or start.isoformat()))
+        except (KeyError, ValueError):
+            return None
+        return Window(start=max(start, not_before), needed_by=needed_by, not_before=not_before)
+    return None
+
+
 def zone_for_zip(zip_code: str | None) -> ZoneInfo:
-    """A plausible local time zone for a US ZIP code, by its leading digits; Eastern if unknown."""
+    """The local time zone of a US ZIP code (offline ZIP data, else its leading digits; Eastern)."""
     digits = "".join(ch for ch in (zip_code or "") if ch.isdigit())
+    if len(digits) >= 5:
+        try:
+            found = zipcodes.matching(digits[:5])
+        except (TypeError, ValueError):
+            found = []
+        zone = found[0].get("timezone") if found else None
+        if zone:
+            return ZoneInfo(zone)
     if len(digits) >= 3:
         prefix = int(digits[:3])
         if 967 <= prefix <= 968:
@@ -128,16 +171,22 @@ def format_window(start_local: datetime, end_hour: int) -> str:
 
 
 def pick_install_slot(
-    not_before: datetime, target_day: date, zone: ZoneInfo, rng: random.Random
+    not_before: datetime,
+    target_day: date,
+    zone: ZoneInfo,
+    rng: random.Random,
+    *,
+    any_day: bool = False,
 ) -> tuple[datetime, int]:
     """The first business-day window on or after `target_day` that starts after `not_before`.
 
+    `any_day` lets a remote start (power switched on at the meter) fall on a weekend too.
     Returns the window's start (aware, in `zone`) and its end hour.
     """
     day = target_day
     first_window = rng.randrange(len(INSTALL_WINDOWS))
     for _ in range(30):
-        if day.weekday() < 5:  # Monday to Friday
+        if any_day or day.weekday() < 5:  # Monday to Friday
             for index in range(first_window, len(INSTALL_WINDOWS)):
                 start_hour, end_hour = INSTALL_WINDOWS[index]
                 start = datetime.combine(day, time(start_hour), tzinfo=zone)
@@ -264,6 +313,7 @@ class ProviderSimulator:
             change=change,
             instant=self._is_instant(change, item),
             zone=zone_for_zip(_zip_of(item)),
+            window=window_of(item, change.offer_id),
         )
         with self._lock:
             self._tracks[change.item_id] = track
@@ -292,12 +342,23 @@ class ProviderSimulator:
             self._reject(item_id)
             return
         if track.instant:
-            if self._move(item_id, "accepted", notes=self._accepted_notes(track)) is None:
-                return
             minutes = self._uniform(item_id, "instant", _INSTANT_MINUTES)
-            self._after(
+            soon = self._now() + timedelta(minutes=minutes)
+            live_at = soon
+            if track.window is not None:
+                # Activation happens on the requested day, just after midnight there: a policy
+                # is effective from 12:01 am, power is switched on at the meter that morning.
+                day_starts = datetime.combine(track.window.start, time(0), tzinfo=track.zone)
+                live_at = max(soon, day_starts + timedelta(minutes=minutes))
+            later = live_at > soon
+            notes = self._accepted_notes(track, live_at if later else None)
+            scheduled_for = live_at.astimezone(UTC) if later else None
+            moved = self._move(item_id, "accepted", notes=notes, scheduled_for=scheduled_for)
+            if moved is None:
+                return
+            self._at(
                 item_id,
-                timedelta(minutes=minutes),
+                _whole(live_at),
                 "accepted",
                 lambda: self._activate(item_id, notes=_active_notes(track.change.category)),
             )
@@ -333,11 +394,24 @@ class ProviderSimulator:
             return
         rng = self._rng(item_id, "slot")
         lead = timedelta(days=rng.uniform(*_ordered(self._config.install_lead_days)))
-        target_day = (accepted_at + lead).astimezone(track.zone).date()
+        # The earliest day the provider has a crew (or a start-up slot) free.
+        capacity_day = (accepted_at + lead).astimezone(track.zone).date()
+        window = track.window
+        target_day = max(capacity_day, window.start) if window is not None else capacity_day
         now_local = self._now().astimezone(track.zone)
-        start, end_hour = pick_install_slot(now_local, target_day, track.zone, rng)
+        any_day = track.change.category not in _INSTALLED_CATEGORIES
+        start, end_hour = pick_install_slot(
+            now_local, target_day, track.zone, rng, any_day=any_day
+        )
         what = _appointment_word(track.change.category)
         notes = f"{what} scheduled for {format_window(start, end_hour)}"
+        if window is not None and start.date() > window.needed_by:
+            notes += (
+                f": the earliest we can, after the requested "
+                f"{window.needed_by:%a %b} {window.needed_by.day}"
+            )
+        elif window is not None:
+            notes += ", as requested"
         scheduled_for = start.astimezone(UTC)
         if self._move(item_id, "scheduled", notes=notes, scheduled_for=scheduled_for) is None:
             return
@@ -384,7 +458,13 @@ class ProviderSimulator:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _accepted_notes(self, track: _Track) -> str:
+    def _accepted_notes(self, track: _Track, live_at: datetime | None = None) -> str:
+        if track.instant and live_at is not None:
+            local = live_at.astimezone(track.zone)
+            when = f"{local:%a %b} {local.day}"
+            if track.change.category == "insurance":
+                return f"Application approved; policy bound, effective {when}"
+            return f"Application approved; service starts {when}"
         if track.instant:
             return "Application approved; activating now"
         return "Order accepted; the provider will contact the customer to book installation"
@@ -532,6 +612,11 @@ class ProviderSimulator:
         # One draw per item, read by both the pending and the review step, so the whole-path
         # rejection rate is exactly `rejection_rate` whichever step turns the item down.
         return self._rng(item_id, "reject").random() < self._config.rejection_rate
+
+
+def _whole(moment: datetime) -> datetime:
+    # Whole seconds keep histories readable.
+    return moment.replace(microsecond=0)
 
 
 def _whole_seconds(delay: timedelta) -> timedelta:

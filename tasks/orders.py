@@ -22,8 +22,15 @@ from offergrid.errors import (
 )
 from offergrid.models import Order
 from preclose import repository
-from preclose.placing import DueLine, find_order_for_intent, group_due_lines, order_request
-from preclose.runtime import db_session, endpoint_fingerprint, offergrid_client
+from preclose.placing import (
+    DueLine,
+    LineWindow,
+    find_order_for_intent,
+    group_due_lines,
+    item_windows,
+    order_request,
+)
+from preclose.runtime import db_session, endpoint_fingerprint, offergrid_client, policy
 from preclose.tracking import updates_from_orders
 from tasks.policies import OFFERGRID_TASK_OPTIONS
 from tasks.self_serve import record_buyer_customer
@@ -86,6 +93,7 @@ def place_order(placement_id: uuid.UUID) -> str | None:
         assert closing_row is not None  # the placement's foreign key guarantees it
         live = closing_row.status in repository.LIVE_CLOSING_STATUSES
         closing = closing_row.closing_request()
+        lines = [_line_window(session, item.plan_line_id, item.offer_id) for item in items]
     if not live:
         # The deal fell through or was cancelled after the intent: never order for it.
         with db_session() as session:
@@ -103,7 +111,12 @@ def place_order(placement_id: uuid.UUID) -> str | None:
                     logger.info("The order for this intent already exists; recording it")
                     order_id = record_placed(placement_id, existing)
                     return _unless_closing_ended(placement_id, placement.closing_id, order_id)
-            request = order_request(closing, [item.offer_id for item in items], intent_key=key)
+            request = order_request(
+                closing,
+                [item.offer_id for item in items],
+                intent_key=key,
+                windows=item_windows(closing, lines, policy()),
+            )
             created = client.place_order(request, idempotency_key=key)
         except RateLimitError:
             # Offergrid refused before doing anything: nothing to look up on the next attempt.
@@ -191,7 +204,10 @@ def prepare_placements(closing_id: uuid.UUID | None, as_of: datetime) -> list[uu
         )
         zones = {line.closing_id: _zone_of(session, line.closing_id) for line in candidates}
         batches = group_due_lines(
-            [DueLine(line.id, line.closing_id, line.placement_date) for line in candidates],
+            [
+                DueLine(line.id, line.closing_id, line.placement_date, line.service_date)
+                for line in candidates
+            ],
             time_zones=zones,
             as_of=as_of,
         )
@@ -206,6 +222,20 @@ def prepare_placements(closing_id: uuid.UUID | None, as_of: datetime) -> list[uu
         ]
     ids = [placement.id for placement in unfinished]
     return ids + [placement.id for placement in created if placement.id not in ids]
+
+
+def _line_window(session: Session, plan_line_id: uuid.UUID, offer_id: str) -> LineWindow:
+    line = repository.get_plan_line(session=session, plan_line_id=plan_line_id)
+    assert line is not None  # the item's foreign key guarantees it
+    snapshot = line.offer_snapshot or {}
+    return LineWindow(
+        offer_id=offer_id,
+        category=line.category,
+        offer_name=line.offer_name,
+        service_date=line.service_date,
+        service_window_end=line.service_window_end,
+        instant=bool(snapshot.get("instant_activation")),
+    )
 
 
 def _zone_of(session: Session, closing_id: uuid.UUID) -> str:

@@ -96,6 +96,7 @@ def place_order(
     *,
     address: dict[str, str] | None = None,
     test: bool = False,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """POST /reseller/orders with the reseller key; returns the 201 body."""
     body: dict[str, Any] = {
@@ -103,8 +104,8 @@ def place_order(
         "serviceAddress": address or AUSTIN,
         "customerInfo": BUYER,
     }
-    if test:
-        body["metadata"] = {"test": True}
+    if test or metadata:
+        body["metadata"] = {**(metadata or {}), **({"test": True} if test else {})}
     response = http.post("/reseller/orders", json=body, headers=RESELLER)
     assert response.status_code == 201, response.text
     return dict(response.json())
