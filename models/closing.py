@@ -37,10 +37,10 @@ __all__ = [
     "PropertyInfo",
     "PropertyType",
     "check_closing_dates",
-    "same_clock",
     "mask_email",
     "mask_name",
     "mask_phone",
+    "same_clock",
 ]
 
 MAX_MOVE_IN_BEFORE_DAYS = 30  # pre-possession: the buyer moves in before closing
@@ -475,7 +475,7 @@ class ClosingRequest(BaseModel):
         title="Closing date", description="The day the sale closes.", examples=["2026-06-15"]
     )
     time_zone: str = Field(
-        None,  # type: ignore[assignment]  # filled from the ZIP code by the validator below
+        None,  # filled from the ZIP code by the validator below
         validate_default=True,
         # The longest IANA name is 32 characters; a longer one is never a zone (and a very long
         # one makes the zone lookup fail on the file system).
@@ -533,7 +533,11 @@ class ClosingRequest(BaseModel):
                 "unknown time zone '{value}' (expected an IANA name such as America/Chicago)",
                 value=value,
             ) from None
-        if facts is not None and facts.time_zone and not same_clock(zone, ZoneInfo(facts.time_zone)):
+        if (
+            facts is not None
+            and facts.time_zone
+            and not same_clock(zone, ZoneInfo(facts.time_zone))
+        ):
             raise _error(
                 "time_zone_mismatch",
                 "time zone {value} does not match ZIP code {zip} (which keeps {expected} time)",

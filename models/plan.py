@@ -105,6 +105,10 @@ class Recommendation(BaseModel):
         0, description="Offers ignored because their category is not one Offergrid documents."
     )
     unknown_categories: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Why a category is left out, or a preferred provider has no offer here.",
+    )
 
 
 class PlanLine(BaseModel):
@@ -143,6 +147,11 @@ class Plan(BaseModel):
     as_of_date: date = Field(title="Planned on", description="Today at the property when planned.")
     lines: list[PlanLine] = Field(default_factory=list)
     problems: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(
+        default_factory=list,
+        title="Notes",
+        description="Why a category is left out, or a preferred provider has no offer here.",
+    )
     generated_at: datetime = Field(title="Generated at (UTC)")
 
     def line(self, category: Category | str) -> PlanLine | None:

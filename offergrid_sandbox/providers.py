@@ -400,9 +400,7 @@ class ProviderSimulator:
         target_day = max(capacity_day, window.start) if window is not None else capacity_day
         now_local = self._now().astimezone(track.zone)
         any_day = track.change.category not in _INSTALLED_CATEGORIES
-        start, end_hour = pick_install_slot(
-            now_local, target_day, track.zone, rng, any_day=any_day
-        )
+        start, end_hour = pick_install_slot(now_local, target_day, track.zone, rng, any_day=any_day)
         what = _appointment_word(track.change.category)
         notes = f"{what} scheduled for {format_window(start, end_hour)}"
         if window is not None and start.date() > window.needed_by:

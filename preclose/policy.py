@@ -236,6 +236,28 @@ class Policy(BaseModel):
         order = list(Category)
         return dict(sorted(chosen.items(), key=lambda item: (item[1].rank, order.index(item[0]))))
 
+    def left_out_for(self, prop: PropertyInfo) -> dict[Category, str]:
+        """The categories not recommended for `prop`, each with the reason in words."""
+        settled: dict[Category, tuple[ImportanceSetting, str | None]] = {}
+        for rule in self.importance:
+            if rule.matches(prop):
+                for category, setting in rule.categories.items():
+                    settled[category] = (setting, rule.note)
+        out: dict[Category, str] = {}
+        for category in Category:
+            setting, note = settled.get(category, ("none", None))
+            if setting != "none":
+                continue
+            if category in settled:
+                out[category] = _sentence(note or "the policy does not recommend it for this home")
+            elif category == Category.OTHER:
+                out[category] = (
+                    "moving, cleaning and the like are not one kind of service to compare"
+                )
+            else:
+                out[category] = "no policy rule recommends it"
+        return out
+
     def insurance_fit_for(self, prop: PropertyInfo) -> InsuranceFitRule | None:
         """The insurance rule for `prop`: the last matching fit rule, or None when none matches."""
         fit: InsuranceFitRule | None = None
@@ -333,6 +355,12 @@ class Policy(BaseModel):
             state=state if self.timing.state_holidays else None,
             extra_holidays=self.timing.extra_holidays,
         )
+
+
+def _sentence(note: str) -> str:
+    """A rule's note as the end of a sentence: lower-case first letter, no final period."""
+    note = note.strip().rstrip(".")
+    return note[:1].lower() + note[1:] if note[:2] != note[:2].upper() else note
 
 
 def default_policy_text() -> str:

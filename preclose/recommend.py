@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from models.closing import ClosingRequest
+from models.closing import ClosingRequest, PropertyInfo
 from models.plan import CategoryPick, Importance, OfferChoice, OfferSnapshot, Recommendation
 from offergrid.models import Category, Offer, OfferStatus
 from preclose.policy import Policy
@@ -112,10 +112,10 @@ class _Screen:
     kept: list[Offer] = field(default_factory=list)
 
 
-def _fits_home(offer: Offer, category: Category, policy: Policy, forms: set[str]) -> bool:
+def _fits_home(offer: Offer, category: Category, policy: Policy, prop: PropertyInfo) -> bool:
     """Whether the offer is the right kind for the home: insurance form, energy supplied."""
     if category == Category.INSURANCE:
-        return policy.insurance_form_of(offer) in forms
+        return policy.insurance_fit_of(offer, prop) is not None
     if category == Category.ENERGY and policy.energy is not None:
         return policy.energy.matches(offer)
     return True
@@ -131,7 +131,6 @@ def _screen(
 ) -> _Screen:
     prefs = closing.preferences
     zip5 = closing.property.address.zip5
-    forms = set(policy.insurance_forms_for(closing.property))
     excluded = {name.strip().casefold() for name in prefs.excluded_providers}
     cap = prefs.cap_for(category)
     min_mbps = prefs.min_internet_mbps if category == Category.INTERNET else None
@@ -143,7 +142,7 @@ def _screen(
         if serves is False or (serves is None and not address_scoped):
             continue
         screen.offered_here += 1
-        if not _fits_home(offer, category, policy, forms):
+        if not _fits_home(offer, category, policy, closing.property):
             screen.wrong_kind += 1
         elif _matches_any(offer, excluded):
             screen.excluded += 1
@@ -234,6 +233,23 @@ def _reason(
     closing: ClosingRequest,
     policy: Policy,
 ) -> str:
+    text = _choice_reason(screen, ranked, preferred, closing, policy)
+    if screen.category == Category.INSURANCE:
+        fit = policy.insurance_fit_of(ranked[0], closing.property)
+        rule = policy.insurance_fit_for(closing.property)
+        if fit is not None:
+            why = f": {rule.note}" if rule is not None and rule.note else ""
+            text += f". Form {fit}{why}"
+    return text
+
+
+def _choice_reason(
+    screen: _Screen,
+    ranked: list[Offer],
+    preferred: set[str],
+    closing: ClosingRequest,
+    policy: Policy,
+) -> str:
     best = ranked[0]
     cost = first_year_cost(best)
     cost_text = _dollars(cost) if cost is not None else None
@@ -241,6 +257,8 @@ def _reason(
     kind = _kind(ranked, screen.category, policy)
     where = f"at {screen.zip5}"
     constraints = _constraints(screen, closing)
+    priced = sum(1 for offer in ranked if first_year_cost(offer) is not None)
+    unpriced = len(ranked) - priced
     if _matches_any(best, preferred):
         among = sum(1 for offer in ranked if _matches_any(offer, preferred))
         text = f"Preferred provider ({provider})"
@@ -262,10 +280,39 @@ def _reason(
         )
     if len(ranked) == 1:
         return f"Only {kind} offer {where}{constraints} ({cost_text} first year)"
-    return (
-        f"Lowest first-year cost {where} ({cost_text}) among "
-        f"{_offers(len(ranked), kind)}{constraints}"
-    )
+    # Only priced offers are compared on cost: an offer priced at signup is not "more expensive".
+    others = f"; {unpriced} more set{'s' if unpriced == 1 else ''} the price at signup"
+    if priced == 1:
+        return (
+            f"The only priced {kind} offer of {len(ranked)} {where}{constraints} "
+            f"({cost_text} first year){others}"
+        )
+    text = f"Lowest first-year cost {where} ({cost_text}) among {priced} priced {kind} offers"
+    if not unpriced:
+        text = f"Lowest first-year cost {where} ({cost_text}) among {_offers(len(ranked), kind)}"
+    return text + constraints + (others if unpriced else "")
+
+
+def _preferred_note(
+    category: Category,
+    offers: Sequence[Offer],
+    screen: _Screen,
+    preferred_names: Sequence[str],
+) -> str | None:
+    """Why a preferred provider that sells this category is not the pick at this address."""
+    notes = []
+    for name in preferred_names:
+        wanted = {name.strip().casefold()}
+        if any(_matches_any(offer, wanted) for offer in screen.kept):
+            continue
+        if not any(_matches_any(offer, wanted) for offer in offers):
+            continue  # it does not sell this category at all: nothing to say here
+        serving = [o for o in offers if _matches_any(o, wanted) and o.serves_zip(screen.zip5)]
+        if serving:
+            notes.append(f"your preferred {name} has no {category.value} offer here that fits")
+        else:
+            notes.append(f"your preferred {name} does not serve {screen.zip5}")
+    return "; ".join(notes) if notes else None
 
 
 def _rank(offers: list[Offer], preferred: set[str]) -> list[Offer]:
@@ -283,6 +330,10 @@ def _rank(offers: list[Offer], preferred: set[str]) -> list[Offer]:
         )
 
     return sorted(offers, key=key)
+
+
+def _title(category: Category) -> str:
+    return "TV" if category == Category.TELEVISION else category.value.capitalize()
 
 
 def recommend_detailed(
@@ -333,10 +384,25 @@ def recommend_detailed(
                 address_scoped=address_scoped,
             )
         )
+    notes = [
+        f"{_title(category)} left out: you arrange it yourself"
+        for category in dict.fromkeys(prefs.skip_categories)
+    ]
+    notes += [
+        f"{_title(category)} left out: {why}"
+        for category, why in policy.left_out_for(closing.property).items()
+        if category not in prefs.skip_categories
+    ]
+    zip5 = closing.property.address.zip5
+    for name in prefs.preferred_providers:
+        wanted = {name.strip().casefold()}
+        if not any(_matches_any(o, wanted) and o.serves_zip(zip5) is not False for o in offers):
+            notes.append(f"Your preferred provider {name} has no offer at {zip5}")
     return Recommendation(
         picks=picks,
         unknown_category_offers=sum(unknown.values()),
         unknown_categories=sorted(unknown),
+        notes=notes,
     )
 
 
@@ -357,11 +423,15 @@ def _pick(
             category=category, importance=importance, choice=None, reason=problem, problem=problem
         )
     ranked = _rank(screen.kept, preferred)
+    reason = _reason(screen, ranked, preferred, closing, policy)
+    note = _preferred_note(category, offers, screen, closing.preferences.preferred_providers)
+    if note is not None and not _matches_any(ranked[0], preferred):
+        reason += f" ({note})"
     return CategoryPick(
         category=category,
         importance=importance,
         choice=to_choice(ranked[0], policy),
-        reason=_reason(screen, ranked, preferred, closing, policy),
+        reason=reason,
         runners_up=[to_choice(offer, policy) for offer in ranked[1 : 1 + MAX_RUNNERS_UP]],
     )
 

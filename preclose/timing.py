@@ -157,6 +157,7 @@ def plan_closing(
     policy: Policy,
     *,
     as_of: datetime,
+    notes: Sequence[str] = (),
 ) -> Plan:
     """Date every pick: service date, placement date, and whether it is due now or at risk.
 
@@ -208,5 +209,6 @@ def plan_closing(
         as_of_date=today,
         lines=lines,
         problems=[*closing_day_warnings(closing, cal), *(p.problem for p in picks if p.problem)],
+        notes=list(notes),
         generated_at=as_of.astimezone(UTC),
     )

@@ -98,4 +98,7 @@ def plan_markdown(plan: Plan) -> str:
     if plan.problems:
         out += ["", "**Problems**", ""]
         out += [f"- {_cell(problem)}" for problem in plan.problems]
+    if plan.notes:
+        out += ["", "**Notes**", ""]
+        out += [f"- {_cell(note)}" for note in plan.notes]
     return "\n".join(out) + "\n"

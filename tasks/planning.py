@@ -11,7 +11,7 @@ from prefect.cache_policies import NONE
 from models.plan import Plan
 from offergrid.models import Offer
 from preclose import repository
-from preclose.recommend import recommend
+from preclose.recommend import recommend_detailed
 from preclose.runtime import db_session, policy
 from preclose.timing import plan_closing
 from tasks.closings import load_closing
@@ -23,8 +23,8 @@ def plan_and_store(closing_id: uuid.UUID, offers: list[Offer], as_of: datetime) 
     closing = load_closing(closing_id)
     rules = policy()
     # The offers come from a ZIP-filtered catalog call, so each one is sold at this address.
-    picks = recommend(closing, offers, rules, address_scoped=True)
-    plan = plan_closing(closing, picks, rules, as_of=as_of)
+    found = recommend_detailed(closing, offers, rules, address_scoped=True)
+    plan = plan_closing(closing, found.picks, rules, as_of=as_of, notes=found.notes)
     with db_session() as session:
         repository.save_plan(session=session, closing_id=closing_id, plan=plan)
     return plan

@@ -202,6 +202,8 @@ BAD_FIELDS: list[tuple[str, Any]] = [
     ("agent.email", "sam.okafor@brokerage"),
     ("closing_date", "2026-02-30"),
     ("time_zone", "Mars/Olympus_Mons"),
+    ("time_zone", "America/New_York"),  # 78701 is Austin, on Central time
+    ("property.address.state", "CA"),  # 78701 is in Texas
     ("move_in_date", "2027-06-01"),
     ("preferences.skip_categories", ["moving"]),
     (

@@ -240,3 +240,97 @@ def test_samples_cover_property_types_in_sandbox_zips_on_business_days() -> None
     assert any(c.effective_move_in < c.closing_date for c in SAMPLES)  # pre-possession
     assert any(c.effective_move_in > c.closing_date for c in SAMPLES)  # rent-back
     assert all(c.closing_date - date(2026, 11, 20) < timedelta(days=90) for c in SAMPLES)
+
+
+def _at(zip_code: str, state: str, time_zone: str | None = None, **extra: Any) -> dict[str, Any]:
+    data = closing_data(**extra)
+    data["property"]["address"].update(zip_code=zip_code, state=state)
+    if time_zone is None:
+        data.pop("time_zone", None)
+    else:
+        data["time_zone"] = time_zone
+    return data
+
+
+@pytest.mark.parametrize(
+    ("zip_code", "state", "zone"),
+    [
+        ("98101", "WA", "America/Los_Angeles"),
+        ("85004", "AZ", "America/Phoenix"),  # Arizona keeps standard time all year
+        ("96813", "HI", "Pacific/Honolulu"),  # so does Hawaii
+        ("78701", "TX", "America/Chicago"),
+        ("10001", "NY", "America/New_York"),
+    ],
+)
+def test_time_zone_comes_from_the_zip_when_not_given(zip_code: str, state: str, zone: str) -> None:
+    """Without a time zone, the property's comes from its ZIP code, not a Central default."""
+    closing = ClosingRequest.model_validate(_at(zip_code, state))
+    assert closing.time_zone == zone
+
+
+@pytest.mark.parametrize(
+    ("zip_code", "state", "zone"),
+    [
+        ("98101", "WA", "America/New_York"),
+        ("85004", "AZ", "America/Denver"),  # same winter clock, but Denver keeps summer time
+        ("96813", "HI", "America/Anchorage"),
+    ],
+)
+def test_a_time_zone_the_zip_contradicts_is_refused_naming_the_field(
+    zip_code: str, state: str, zone: str
+) -> None:
+    """A Seattle address in New York time (or Phoenix in Denver time) is an error on time_zone."""
+    with pytest.raises(ValidationError) as caught:
+        ClosingRequest.model_validate(_at(zip_code, state, zone))
+    [error] = caught.value.errors()
+    assert error["loc"] == ("time_zone",)
+    assert f"does not match ZIP code {zip_code}" in error["msg"]
+
+
+def test_a_zone_with_the_same_clock_as_the_zips_is_accepted() -> None:
+    """Detroit's own zone and New York's keep the same clock: either is fine for 48201."""
+    closing = ClosingRequest.model_validate(_at("48201", "MI", "America/New_York"))
+    assert closing.time_zone == "America/New_York"
+
+
+@pytest.mark.parametrize(
+    ("zip_code", "state", "actual"), [("78701", "CA", "TX"), ("98101", "OR", "WA")]
+)
+def test_a_state_the_zip_contradicts_is_refused_naming_the_field(
+    zip_code: str, state: str, actual: str
+) -> None:
+    """ZIP 78701 with state CA is an error on the state: the order would go to the wrong place."""
+    with pytest.raises(ValidationError) as caught:
+        ClosingRequest.model_validate(_at(zip_code, state))
+    [error] = caught.value.errors()
+    assert error["loc"] == ("property", "address", "state")
+    assert f"does not match ZIP code {zip_code} (which is in {actual})" in error["msg"]
+
+
+def test_a_seattle_closing_today_sent_late_evening_is_not_in_the_past() -> None:
+    """At 23:30 in Seattle (07:30 UTC the next day) a closing dated that day is still today."""
+    closing = ClosingRequest.model_validate(
+        _at("98101", "WA", closing_date="2027-03-10", move_in_date=None)
+    )
+    late = datetime(2027, 3, 10, 23, 30, tzinfo=ZoneInfo("America/Los_Angeles"))
+    check_closing_dates(closing, as_of=late)  # does not raise
+    assert closing.local_date(late.astimezone(UTC)) == date(2027, 3, 10)
+
+
+@pytest.mark.parametrize(
+    ("zip_code", "state", "moment", "today"),
+    [
+        # 06:30 UTC on 1 July: 23:30 on 30 June in Phoenix (no summer time), 1 July in Denver.
+        ("85004", "AZ", datetime(2027, 7, 1, 6, 30, tzinfo=UTC), date(2027, 6, 30)),
+        # 09:30 UTC on 15 March: 23:30 on 14 March in Honolulu.
+        ("96813", "HI", datetime(2027, 3, 15, 9, 30, tzinfo=UTC), date(2027, 3, 14)),
+    ],
+)
+def test_today_at_a_property_without_daylight_saving(
+    zip_code: str, state: str, moment: datetime, today: date
+) -> None:
+    """Arizona and Hawaii never shift an hour: the property's date follows their fixed offset."""
+    closing = ClosingRequest.model_validate(
+        _at(zip_code, state, closing_date="2027-07-20", move_in_date=None)
+    )
+    assert closing.local_date(moment) == today

@@ -24,16 +24,18 @@ HOMES = list(itertools.product(PropertyType, Occupancy, (True, False)))
 def test_every_home_gets_energy_and_a_fitting_insurance_form(
     property_type: PropertyType, occupancy: Occupancy, financed: bool
 ) -> None:
-    """Every property type and occupancy gets essential energy, insurance and a known form."""
+    """Every home gets essential energy and insurance (cash too: the owner carries the risk),
+    and a known insurance form that is never renters' HO-4: the buyer is an owner."""
     closing = make_closing(
         property_type=property_type.value, occupancy=occupancy.value, financed=financed
     )
     importance = POLICY.importance_for(closing.property)
     assert importance[Category.ENERGY] == ESSENTIAL
-    assert importance[Category.INSURANCE] == (ESSENTIAL if financed else RECOMMENDED)
+    assert importance[Category.INSURANCE] == ESSENTIAL
     assert Category.OTHER not in importance
     forms = POLICY.insurance_forms_for(closing.property)
     assert forms and all(form in POLICY.insurance.forms for form in forms)
+    assert "HO-4" not in forms
     ranks = [imp.rank for imp in importance.values()]
     assert ranks == sorted(ranks)  # essential first
 
@@ -74,17 +76,57 @@ def test_importance_follows_the_home(
         ("condo", "owner_occupied", ["HO-6"]),
         ("townhouse", "owner_occupied", ["HO-3", "HO-5", "HO-6"]),
         ("manufactured", "owner_occupied", ["HO-7"]),
-        ("apartment", "owner_occupied", ["HO-4"]),
-        ("rental_unit", "owner_occupied", ["HO-4"]),
+        ("apartment", "owner_occupied", ["HO-6"]),
+        ("rental_unit", "owner_occupied", ["HO-6"]),
+        ("apartment", "second_home", ["HO-6"]),
+        ("manufactured", "rental", ["DP-3", "DP-1"]),
         ("single_family", "rental", ["DP-3", "DP-1"]),
         ("multi_family", "rental", ["DP-3", "DP-1"]),
         ("condo", "rental", ["DP-3", "HO-6"]),
+        ("apartment", "rental", ["DP-3", "HO-6"]),
     ],
 )
 def test_insurance_forms_fit_the_home(property_type: str, occupancy: str, forms: list[str]) -> None:
-    """HO-3 for houses, HO-6 for condos, HO-4 for renters, DP-3 for a buyer's rental property."""
+    """HO-3 for houses, HO-6 for owned units, HO-7 manufactured, DP-3 for a buyer's rental."""
     closing = make_closing(property_type=property_type, occupancy=occupancy)
     assert POLICY.insurance_forms_for(closing.property) == forms
+
+
+@pytest.mark.parametrize(
+    ("property_type", "occupancy", "ssd", "fit"),
+    [
+        ("condo", "owner_occupied", {"insuranceType": "condo (HO-6)"}, "HO-6"),
+        ("condo", "rental", {"insuranceType": "condo (HO-6)"}, None),
+        (
+            "condo",
+            "rental",
+            {"insuranceType": "condo (HO-6)", "additionalCoverage": "Rental endorsement"},
+            "HO-6 with a rental endorsement",
+        ),
+        (
+            "apartment",
+            "rental",
+            {"insuranceType": "HO-6", "endorsements": ["HO 17 33 unit-owners rental to others"]},
+            "HO-6 with a rental endorsement",
+        ),
+        ("condo", "rental", {"insuranceType": "landlord (DP-3)"}, "DP-3"),
+        ("apartment", "owner_occupied", {"insuranceType": "renters (HO-4)"}, None),
+        (
+            "single_family",
+            "rental",
+            {"insuranceType": "condo (HO-6)", "additionalCoverage": "Rental endorsement"},
+            None,
+        ),
+        ("manufactured", "owner_occupied", {"insuranceType": "manufactured home (HO-7)"}, "HO-7"),
+    ],
+)
+def test_an_offer_fits_by_its_form_and_for_a_let_unit_its_rental_endorsement(
+    property_type: str, occupancy: str, ssd: dict[str, object], fit: str | None
+) -> None:
+    """A let condo takes DP-3, or HO-6 only when the offer shows a rental endorsement."""
+    closing = make_closing(property_type=property_type, occupancy=occupancy)
+    offer = make_offer("o-ins", "insurance", ssd=ssd)
+    assert POLICY.insurance_fit_of(offer, closing.property) == fit
 
 
 @pytest.mark.parametrize(
@@ -130,21 +172,25 @@ def test_energy_requirement_wants_electricity() -> None:
 
 
 def test_timing_defaults_follow_the_documented_norms() -> None:
-    """Lead times: internet and energy 10, insurance 3 (bound 3 business days before closing)."""
+    """Installs 10 business days (review 0-48 h + install 5-10 days after acceptance), instant
+    plans 3, insurance 2 before being bound 3 business days before closing; each rule sourced."""
     timing = POLICY.timing.categories
     assert {c: t.lead_business_days for c, t in timing.items()} == {
         Category.ENERGY: 10,
-        Category.INSURANCE: 3,
+        Category.INSURANCE: 2,
         Category.INTERNET: 10,
         Category.SECURITY: 10,
         Category.TELEVISION: 10,
         Category.OTHER: 5,
     }
-    assert timing[Category.INSURANCE].offset_business_days == -3
-    assert timing[Category.ENERGY].anchor == "closing"
+    assert timing[Category.INSURANCE].bind_before_closing_business_days == 3
+    assert timing[Category.INSURANCE].instant_activation == "always"
+    assert timing[Category.ENERGY].instant_lead_business_days == 3
+    assert timing[Category.ENERGY].anchor == timing[Category.INSURANCE].anchor == "possession"
     assert timing[Category.INTERNET].anchor == "move_in"
     assert timing[Category.SECURITY].mode == "after"
-    assert POLICY.timing.us_federal_holidays
+    assert all(rule.source for rule in timing.values())
+    assert POLICY.timing.us_federal_holidays and POLICY.timing.state_holidays
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -187,12 +233,12 @@ BROKEN = [
     (
         'occupancies = ["rental"]\ncategories',
         'occupancy = ["rental"]\ncategories',
-        "importance[5].occupancy",
+        "importance[4].occupancy",
     ),
     (
-        'property_types = ["condo"]\nforms',
+        'property_types = ["manufactured"]\nforms',
         'property_types = ["castle"]\nforms',
-        "insurance.fits[2].property_types[1]",
+        "insurance.fits[4].property_types[1]",
     ),
     ("extra_holidays = []", 'extra_holidays = ["Christmas"]', "timing.extra_holidays[1]"),
 ]

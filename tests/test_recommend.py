@@ -196,7 +196,10 @@ def test_budget_cap_filters_by_regular_price_and_keeps_the_rest() -> None:
     closing = _closing(budget_caps=[{"category": "insurance", "max_monthly": 40}])
     pick = _pick(recommend(closing, offers, POLICY), "insurance")
     assert _ids(pick) == ["ok"]
-    assert pick.reason == "Only HO-3 offer at 78701 within your $40/month budget ($456 first year)"
+    assert pick.reason == (
+        "Only HO-3 offer at 78701 within your $40/month budget ($456 first year). Form HO-3: "
+        "A house the buyer owns and lives in (or visits) is insured with a homeowners form."
+    )
 
 
 def test_offers_without_a_zip_list_need_an_address_scoped_query() -> None:
@@ -332,3 +335,81 @@ def test_sample_closings_get_realistic_plans_from_the_sandbox_catalog() -> None:
     for key, closing_picks in picks.items():
         essentials = [p for p in closing_picks if p.importance == Importance.essential]
         assert all(p.choice is not None for p in essentials), key
+
+
+def test_cost_is_compared_only_among_priced_offers() -> None:
+    """With one priced plan of three, the reason says it is the only priced one, not the lowest."""
+    closing = make_closing()
+    offers = [
+        energy("fixed", "electricity", 100.0),
+        energy("var-1", "electricity", None),
+        energy("var-2", "electricity", None),
+    ]
+    [pick] = [p for p in recommend(closing, offers, POLICY) if p.category == Category.ENERGY]
+    assert pick.choice is not None and pick.choice.offer_id == "fixed"
+    assert pick.reason.startswith("The only priced electricity offer of 3 at 78701")
+    assert "2 more set the price at signup" in pick.reason
+    assert "Lowest" not in pick.reason
+
+
+def test_two_priced_offers_are_compared_and_the_unpriced_counted_apart() -> None:
+    """Two priced plans are compared on cost; the one priced at signup is named apart."""
+    closing = make_closing()
+    offers = [
+        energy("a", "electricity", 100.0),
+        energy("b", "electricity", 120.0),
+        energy("var", "electricity", None),
+    ]
+    [pick] = [p for p in recommend(closing, offers, POLICY) if p.category == Category.ENERGY]
+    assert pick.reason.startswith("Lowest first-year cost at 78701")
+    assert "among 2 priced electricity offers; 1 more sets the price at signup" in pick.reason
+
+
+def test_a_preferred_provider_that_does_not_serve_the_address_is_named() -> None:
+    """A preferred provider with no offer at the ZIP is said so, in the line and the notes."""
+    closing = make_closing(preferences={"preferred_providers": ["Far Fiber"]})
+    offers = [
+        make_offer("near", "internet", provider="Near Net"),
+        make_offer("far", "internet", provider="Far Fiber", zips=["10001"]),
+    ]
+    found = recommend_detailed(closing, offers, POLICY)
+    [pick] = [p for p in found.picks if p.category == Category.INTERNET]
+    assert pick.choice is not None and pick.choice.offer_id == "near"
+    assert "your preferred Far Fiber does not serve 78701" in pick.reason
+    assert "Your preferred provider Far Fiber has no offer at 78701" in found.notes
+
+
+def test_left_out_categories_say_why() -> None:
+    """A rental leaves TV out for the tenants; a skipped category is the buyer's own."""
+    rental = make_closing(occupancy="rental", preferences={"skip_categories": ["security"]})
+    notes = recommend_detailed(rental, [], POLICY).notes
+    assert "Security left out: you arrange it yourself" in notes
+    assert any(note.startswith("TV left out: in a buyer's rental property") for note in notes)
+    assert any(note.startswith("Other left out: moving, cleaning") for note in notes)
+
+
+@pytest.mark.parametrize(
+    ("property_type", "occupancy", "financed", "form"),
+    [
+        ("apartment", "owner_occupied", True, "HO-6"),
+        ("condo", "owner_occupied", False, "HO-6"),
+        ("condo", "rental", True, "DP-3"),
+        ("single_family", "owner_occupied", False, "HO-3"),
+    ],
+)
+def test_insurance_is_essential_and_of_the_right_form_financed_or_cash(
+    property_type: str, occupancy: str, financed: bool, form: str
+) -> None:
+    """An owner never gets renters' HO-4, a cash buyer still gets insurance, and the reason
+    names the form and why."""
+    closing = make_closing(property_type=property_type, occupancy=occupancy, financed=financed)
+    offers = [
+        insurance("renters", "HO-4", 12.0),
+        insurance("condo", "HO-6", 38.0),
+        insurance("landlord", "DP-3", 90.0),
+        insurance("house", "HO-3", 120.0),
+    ]
+    [pick] = [p for p in recommend(closing, offers, POLICY) if p.category == Category.INSURANCE]
+    assert pick.importance == Importance.essential
+    assert pick.choice is not None and pick.choice.snapshot.insurance_form == form
+    assert f"Form {form}:" in pick.reason

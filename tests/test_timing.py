@@ -292,7 +292,7 @@ def test_an_after_target_is_at_risk_only_once_its_window_is_unreachable() -> Non
 
 
 def test_move_in_anchor_is_named_in_the_reason() -> None:
-    """With pre-possession, internet risk speaks of move-in, not closing (Texas closes 26-27 Nov)."""
+    """With pre-possession, internet risk speaks of move-in (Texas closes 26-27 November)."""
     plan = _plan(at(D("2026-11-24")), closing_date="2026-12-15", move_in_date="2026-12-01")
     internet = plan.line(Category.INTERNET)
     assert internet is not None
