@@ -299,6 +299,8 @@ def main() -> None:
         PRECLOSE_DATABASE_URL=f"sqlite:///{work / 'bench.db'}",
         PREFECT_HOME=str(work / "prefect"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        # A busy machine can take a while to bring Prefect's local API up.
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300",
         PREFECT_LOGGING_LEVEL="ERROR",
     )
     from offergrid_sandbox.catalog import seed_catalog

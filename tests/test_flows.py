@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,29 @@ def test_closing_runs_to_fulfilled_with_bulk_sync_and_cached_catalog(
     outbox = (Path(os.environ["PRECLOSE_DATA_DIR"]) / "outbox.jsonl").read_text().splitlines()
     milestones = {json.loads(line)["milestone"] for line in outbox}
     assert {"plan_ready", "order_accepted", "order_scheduled", "order_fulfilled"} <= milestones
+    _assert_every_service_started_in_its_window(offergrid, closings)
+
+
+def _assert_every_service_started_in_its_window(
+    server: SandboxServer, closings: list[ClosingRequest]
+) -> None:
+    """Each order names every item's window; each item went live on its start, never before."""
+    zones = {c.crm_closing_id: c.tz for c in closings}
+    for order in _sandbox_orders(server):
+        windows = order["metadata"]["serviceWindows"]
+        assert [w["offerId"] for w in windows] == [item["offerId"] for item in order["items"]]
+        assert len({w["startDate"] for w in windows}) == 1  # one order, one start date
+        assert order["notes"].startswith("Service dates (the buyer gets the keys on ")
+        zone = zones[order["metadata"]["preclose_closing"]]
+        for item, window in zip(order["items"], windows, strict=True):
+            live = next(
+                entry["timestamp"]
+                for entry in item["history"]
+                if entry["status"] in ("completed", "active")
+            )
+            day = datetime.fromisoformat(live.replace("Z", "+00:00")).astimezone(zone).date()
+            assert day >= date.fromisoformat(window["startDate"]), (item["category"], window)
+            assert day >= date.fromisoformat(window["notBefore"])
 
 
 def test_committed_then_failed_placement_is_found_not_repeated(offergrid: SandboxServer) -> None:
@@ -216,7 +239,9 @@ def test_process_killed_mid_placement_leaves_exactly_one_order(offergrid: Sandbo
     coordinate_closing(closing, as_of=now)
     from tasks.orders import prepare_placements
 
-    [placement_id] = prepare_placements.fn(None, now + timedelta(days=30))
+    # Everything is due 30 days on: one order per start date, the first of which is killed.
+    placement_ids = prepare_placements.fn(None, now + timedelta(days=30))
+    placement_id = placement_ids[0]
     child = subprocess.run(  # noqa: S603  (our own interpreter and script)
         [sys.executable, "-c", _CRASH_AFTER_POST, str(placement_id)],
         cwd=ROOT,
@@ -235,8 +260,8 @@ def test_process_killed_mid_placement_leaves_exactly_one_order(offergrid: Sandbo
 
     place_due_orders(as_of=now + timedelta(days=30))
 
-    assert len(_sandbox_orders(offergrid)) == 1
-    assert sum(_requests(offergrid)["POST /reseller/orders"].values()) == 1
+    assert len(_sandbox_orders(offergrid)) == len(placement_ids)
+    assert sum(_requests(offergrid)["POST /reseller/orders"].values()) == len(placement_ids)
     with db_session() as session:
         placement = session.get(Placement, placement_id)
         assert placement is not None and placement.state == PlacementState.placed

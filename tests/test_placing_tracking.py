@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -13,12 +14,18 @@ from preclose.placing import (
     CLOSING_REF_KEY,
     INTENT_KEY,
     DueLine,
+    ItemWindow,
+    LineWindow,
     find_order_for_intent,
     group_due_lines,
+    item_windows,
+    order_notes,
     order_request,
 )
+from preclose.policy import load_policy
 from preclose.timeline import LineDates, build_timeline, window_chart
 from preclose.tracking import NO_RESPONSE_REASON, ItemFacts, risk_of, updates_from_orders
+from tests.fixtures_planning import make_closing
 
 TODAY = date(2027, 3, 1)
 
@@ -179,3 +186,91 @@ def test_timeline_chart_fits_a_late_repick_ordered_after_its_service_date() -> N
     row = next(line for line in chart.splitlines() if line.startswith("internet"))
     assert row.count("●") == 1 and row.count("▲") == 1 and row.rstrip().endswith("⚠")
     assert row.index("●") < row.index("▲")
+
+
+def test_lines_due_together_share_an_order_only_when_they_start_the_same_day() -> None:
+    """Power and internet starting at closing go together; security, a day later, goes apart."""
+    closing = uuid.uuid4()
+    power, internet, security = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    lines = [
+        DueLine(power, closing, date(2027, 3, 1), date(2027, 3, 15)),
+        DueLine(internet, closing, date(2027, 3, 1), date(2027, 3, 15)),
+        DueLine(security, closing, date(2027, 3, 1), date(2027, 3, 16)),
+    ]
+    zones = {closing: "America/Chicago"}
+    batches = group_due_lines(lines, time_zones=zones, as_of=datetime(2027, 3, 1, 18, tzinfo=UTC))
+    assert [set(batch.line_ids) for batch in batches] == [{power, internet}, {security}]
+
+
+def _windows_for(closing_date: str, move_in: str | None) -> tuple[Any, list[ItemWindow]]:
+    closing = make_closing(closing_date=closing_date, move_in_date=move_in)
+    lines = [
+        LineWindow("off-power", "energy", "Flat Power", date(2026, 12, 1), date(2026, 12, 1)),
+        LineWindow("off-ins", "insurance", "Homeowners Plus", date(2026, 12, 1), date(2026, 12, 1)),
+    ]
+    return closing, item_windows(closing, lines, load_policy())
+
+
+def test_every_item_carries_its_window_in_metadata_and_in_words() -> None:
+    """A pre-possession order names each item's start, possession, closing and the bind date."""
+    closing, windows = _windows_for("2026-12-15", "2026-12-01")
+    request = order_request(closing, ["off-power", "off-ins"], intent_key="k", windows=windows)
+    wire = request.to_wire()
+    assert wire["metadata"]["serviceWindows"] == [
+        {
+            "offerId": "off-power",
+            "category": "energy",
+            "startDate": "2026-12-01",
+            "neededBy": "2026-12-01",
+            "notBefore": "2026-12-01",
+        },
+        {
+            "offerId": "off-ins",
+            "category": "insurance",
+            "startDate": "2026-12-01",
+            "neededBy": "2026-12-01",
+            "notBefore": "2026-12-01",
+            "bindBy": "2026-12-01",
+        },
+    ]
+    assert wire["metadata"]["closingDate"] == "2026-12-15"
+    assert wire["metadata"]["possessionDate"] == wire["metadata"]["moveInDate"] == "2026-12-01"
+    notes = wire["notes"]
+    assert notes.startswith("Service dates (the buyer gets the keys on Tue Dec 1, 2026")
+    assert "closing is Tue Dec 15, 2026" in notes
+    assert "Power (Flat Power): start service on Tue Dec 1, 2026, not before" in notes
+    assert "bind the policy by Tue Dec 1, 2026 for the lender" in notes
+
+
+def test_a_rent_back_tells_providers_the_closing_and_the_later_move_in() -> None:
+    """In a rent-back the notes name possession at closing and the later move-in."""
+    closing = make_closing(closing_date="2026-12-15", move_in_date="2027-01-04")
+    windows = item_windows(
+        closing,
+        [LineWindow("off-net", "internet", None, date(2027, 1, 4), date(2027, 1, 4))],
+        load_policy(),
+    )
+    wire = order_request(closing, ["off-net"], intent_key="k", windows=windows).to_wire()
+    assert wire["metadata"]["possessionDate"] == "2026-12-15"
+    assert wire["metadata"]["moveInDate"] == "2027-01-04"
+    assert "move-in is Mon Jan 4, 2027" in wire["notes"]
+    assert (
+        "Internet: install on Mon Jan 4, 2027, not before Mon Jan 4, 2027 "
+        "(the buyer has the keys from Tue Dec 15, 2026)."
+    ) in wire["notes"]
+
+
+def test_installer_notes_follow_the_windows_and_the_notes_fit_offergrids_limit() -> None:
+    """The buyer's access notes are kept after the windows, within 2,000 characters."""
+    closing = make_closing(
+        closing_date="2026-12-15",
+        preferences={"installer_notes": "Gate code 4417. " + "x" * 980},
+    )
+    lines = [
+        LineWindow(f"off-{n}", "internet", "N" * 180, date(2026, 12, 15), date(2026, 12, 15))
+        for n in range(6)
+    ]
+    windows = item_windows(closing, lines, load_policy())
+    notes = order_notes(closing, windows)
+    assert notes is not None and len(notes) <= 2000
+    assert "Access notes: Gate code 4417." in notes
