@@ -97,6 +97,7 @@ class ItemFacts:
     scheduled_for: datetime | None
     service_deadline: date
     time_zone: str
+    service_start: date | None = None  # the requested start: a booking before it is wrong too
 
 
 def risk_of(item: ItemFacts, *, as_of: datetime) -> str | None:
@@ -118,5 +119,10 @@ def risk_of(item: ItemFacts, *, as_of: datetime) -> str | None:
             return (
                 f"Scheduled for {local:%a %b %-d}, after the date it is needed "
                 f"({item.service_deadline:%a %b %-d})."
+            )
+        if item.service_start is not None and local < item.service_start:
+            return (
+                f"Scheduled for {local:%a %b %-d}, before the requested start "
+                f"({item.service_start:%a %b %-d}): ask the provider to move it."
             )
     return None

@@ -141,6 +141,7 @@ def assess_risks(as_of: datetime, closing_id: uuid.UUID | None = None) -> list[R
                     scheduled_for=item.scheduled_for,
                     service_deadline=_service_deadline(line),
                     time_zone=closing.time_zone,
+                    service_start=line.service_date,
                 ),
                 as_of=as_of,
             )

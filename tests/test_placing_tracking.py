@@ -125,13 +125,15 @@ AS_OF = datetime(2027, 3, 10, 12, tzinfo=UTC)
         ("accepted", 100, None, None),
         ("scheduled", 1, datetime(2027, 3, 20, 15, tzinfo=UTC), "Scheduled for Sat Mar 20"),
         ("scheduled", 1, datetime(2027, 3, 14, 15, tzinfo=UTC), None),
+        ("scheduled", 1, datetime(2027, 3, 11, 15, tzinfo=UTC), "Scheduled for Thu Mar 11, before"),
         ("active", 1, datetime(2027, 3, 20, 15, tzinfo=UTC), None),
     ],
 )
 def test_risks(
     status: str, placed_hours_ago: int, scheduled_for: datetime | None, expected: str | None
 ) -> None:
-    """Rejected, failed, silent for 48 h, or scheduled after the deadline is a risk; else none."""
+    """Rejected, failed, silent for 48 h, or booked outside its window (the 12th to the 15th)
+    is a risk; else none."""
     facts = ItemFacts(
         status=status,
         placed_at=AS_OF - timedelta(hours=placed_hours_ago),
@@ -139,6 +141,7 @@ def test_risks(
         scheduled_for=scheduled_for,
         service_deadline=date(2027, 3, 15),
         time_zone="America/Chicago",
+        service_start=date(2027, 3, 12),
     )
     reason = risk_of(facts, as_of=AS_OF)
     if expected is None:
