@@ -65,7 +65,7 @@ class ItemWindow:
         when = f"on {_day(self.start)}"
         if self.needed_by > self.start:
             when = f"between {_day(self.start)} and {_day(self.needed_by)}"
-        text = f"{title}{name}: {verb} {when}, not before {_day(self.start)}"
+        text = f"{title}{name}: {verb} {when}, not earlier"
         if self.not_before < self.start:
             text += f" (the buyer has the keys from {_day(self.not_before)})"
         elif self.not_before == self.start:

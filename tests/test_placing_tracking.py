@@ -241,7 +241,10 @@ def test_every_item_carries_its_window_in_metadata_and_in_words() -> None:
     notes = wire["notes"]
     assert notes.startswith("Service dates (the buyer gets the keys on Tue Dec 1, 2026")
     assert "closing is Tue Dec 15, 2026" in notes
-    assert "Power (Flat Power): start service on Tue Dec 1, 2026, not before" in notes
+    assert (
+        "- Power (Flat Power): start service on Tue Dec 1, 2026, not earlier "
+        "(the day the buyer gets the keys)."
+    ) in notes
     assert "bind the policy by Tue Dec 1, 2026 for the lender" in notes
 
 
@@ -258,7 +261,7 @@ def test_a_rent_back_tells_providers_the_closing_and_the_later_move_in() -> None
     assert wire["metadata"]["moveInDate"] == "2027-01-04"
     assert "move-in is Mon Jan 4, 2027" in wire["notes"]
     assert (
-        "Internet: install on Mon Jan 4, 2027, not before Mon Jan 4, 2027 "
+        "Internet: install on Mon Jan 4, 2027, not earlier "
         "(the buyer has the keys from Tue Dec 15, 2026)."
     ) in wire["notes"]
 
