@@ -76,7 +76,11 @@ def start_sandbox(port: int, scale: float, seed: int) -> subprocess.Popen[bytes]
 
 
 def make_closings(count: int, zips: int, seed: int) -> list[Any]:
-    """`count` closings over the first `zips` served ZIPs, booked 21 to 45 days ahead."""
+    """`count` closings over the first `zips` served ZIPs, booked 21 to 45 days ahead.
+
+    Every tenth moves in five days before closing (pre-possession), every tenth ten days after
+    (rent-back); the rest move in at closing.
+    """
     import random
 
     from models.closing import ClosingRequest
@@ -97,10 +101,12 @@ def make_closings(count: int, zips: int, seed: int) -> list[Any]:
             closing_date += timedelta(days=1)
         data = template.model_dump(mode="json")
         data["property"]["address"].update(zip_code=zip_code, city=city, state=state)
+        # One closing in ten is a pre-possession (moving in 5 days early), one a rent-back.
+        move_in = {3: closing_date - timedelta(days=5), 7: closing_date + timedelta(days=10)}
         data.update(
             crm_closing_id=f"BENCH-{index:05d}",
             closing_date=closing_date.isoformat(),
-            move_in_date=None,
+            move_in_date=move_in[index % 10].isoformat() if index % 10 in move_in else None,
             time_zone=None,  # from the ZIP code, as a CRM that sends none gets it
         )
         data["preferences"].update(budget_caps=[], preferred_providers=[])
@@ -162,8 +168,35 @@ def ceiling_share(scale: float, limit: int) -> tuple[float, int]:
     return (used / capacity if capacity else float("nan")), len(bursts)
 
 
-def window_figures() -> dict[str, tuple[int, int]]:
-    """Each service against its window, from the stored plan lines and item histories.
+def live_moments(
+    orders: list[dict[str, Any]],
+) -> dict[str, tuple[datetime | None, datetime | None]]:
+    """Per Offergrid item: when it first went live (completed or active) and when it was active.
+
+    Read from Offergrid's own item histories: our records keep only the statuses a sync saw, and
+    a service completed in the evening may first be seen active the next morning.
+    """
+
+    def parse(stamp: str) -> datetime:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+    moments: dict[str, tuple[datetime | None, datetime | None]] = {}
+    for order in orders:
+        for item in order["items"]:
+            history = item.get("history", [])
+            live = next((e for e in history if e["status"] in ("completed", "active")), None)
+            active = next((e for e in history if e["status"] == "active"), None)
+            moments[item["itemId"]] = (
+                parse(live["timestamp"]) if live else None,
+                parse(active["timestamp"]) if active else None,
+            )
+    return moments
+
+
+def window_figures(
+    moments: dict[str, tuple[datetime | None, datetime | None]],
+) -> dict[str, tuple[int, int]]:
+    """Each service against its window, from the stored plan lines and Offergrid's histories.
 
     - "on_time": essential lines live (completed or active) by their needed-by day (the window's
       end), out of the essential lines (every bench closing is booked 21-45 days out);
@@ -176,7 +209,7 @@ def window_figures() -> dict[str, tuple[int, int]]:
 
     from sqlmodel import col, select
 
-    from models.tables import Closing, ItemStatusHistory, OrderItem, PlanLineRow
+    from models.tables import Closing, OrderItem, PlanLineRow
     from preclose.runtime import db_session
 
     on_time = essential = early = live_lines = insured = 0
@@ -197,17 +230,8 @@ def window_figures() -> dict[str, tuple[int, int]]:
             possession = min(closing.closing_date, closing.move_in_date or closing.closing_date)
             needed_by = max(line.service_window_end or line.service_date, line.service_date)
             item = session.exec(select(OrderItem).where(OrderItem.plan_line_id == line.id)).first()
-            history = (
-                session.exec(
-                    select(ItemStatusHistory)
-                    .where(ItemStatusHistory.order_item_id == item.id)
-                    .order_by(col(ItemStatusHistory.at))
-                ).all()
-                if item is not None
-                else []
-            )
-            live = next((h.at for h in history if h.status in ("completed", "active")), None)
-            active = next((h.at for h in history if h.status == "active"), None)
+            key = item.offergrid_item_id if item is not None else None
+            live, active = moments.get(key or "", (None, None))
             live_day = live.astimezone(zone).date() if live is not None else None
             if line.importance == "essential":
                 essential += 1
@@ -319,10 +343,11 @@ def main() -> None:
         url = f"http://127.0.0.1:{args.port}"
         timing = run_preclose(closings, url, args.window_scale, args.days)
         stats = httpx.get(f"{url}/sandbox/requests").json()["byEndpoint"]
+        moments = live_moments(httpx.get(f"{url}/sandbox/orders", timeout=60).json())
     finally:
         ours.terminate()
     share, bursts = ceiling_share(args.window_scale, 100)
-    figures = window_figures()
+    figures = window_figures(moments)
     total = sum(sum(codes.values()) for codes in stats.values())
     too_many = sum(codes.get("429", 0) for codes in stats.values())
     print("\npreclose")
