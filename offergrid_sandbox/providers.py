@@ -7,6 +7,14 @@ Each item follows the documented paths (contract.md, "Status transitions"):
     in_progress -> failed                                (rate `failure_rate`)
     pending -> accepted -> active                        (instant-activation offers)
 
+Dates follow the item's window when the order gives one (`metadata.serviceWindows`: an entry per
+item with its offerId, `startDate`, `neededBy`, `notBefore`), as a real provider follows the dates
+on an order: an install or a service start is booked on the requested start, or on the provider's
+first free day (5-10 days after acceptance) when that is later, which the notes then say, and
+never before the start or `notBefore`; an instant-activation item is accepted on review (bound)
+and goes live just after midnight on its start day. Without a window a provider works as soon as
+it can.
+
 Every move goes through the sandbox's own provider path (`update_item_status`), the same one the
 PATCH /provider/orders/{itemId}/status route uses, so a simulated provider can do nothing a real
 one could not. Every draw comes from a generator seeded by (seed, item, step), so the same orders on
