@@ -535,7 +535,9 @@ def test_duplicated_and_reordered_deliveries_end_in_offergrids_state(
     Offergrid's state, never steps back, and every change is applied and announced once."""
     place_closing(receiver.server)
     wired.set_switches(duplicate_rate=1.0, reorder=True, delay_seconds=6 * 3600)
-    for _ in range(20):
+    # Ordered early, each service still starts on its own day: closing 22 March, move-in 25th
+    # (a rent-back), security up to 3 business days later.
+    for _ in range(35):
         receiver.server.sandbox.advance(DAY)
 
     stats = wired.stats()
