@@ -6,13 +6,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from models.closing import ClosingRequest
 from models.plan import CategoryPick, Importance, Plan
 from offergrid.models import Category
 from preclose.calendar import BusinessCalendar, us_federal_holidays
 from preclose.policy import load_policy
 from preclose.recommend import to_choice
 from preclose.timing import plan_closing, service_timing
-from tests.fixtures_planning import at, make_closing, make_offer
+from tests.fixtures_planning import at, closing_data, make_closing, make_offer
 
 POLICY = load_policy()
 CAL = BusinessCalendar()
@@ -317,3 +318,29 @@ def test_naive_as_of_is_refused() -> None:
     """plan_closing needs an aware moment to know the property's today."""
     with pytest.raises(ValueError, match="timezone-aware"):
         plan_closing(make_closing(), _picks("energy"), POLICY, as_of=datetime(2026, 12, 1))
+
+
+def _hawaii(closing_date: str) -> ClosingRequest:
+    data = closing_data(closing_date=closing_date)
+    data["property"]["address"].update(city="Honolulu", state="HI", zip_code="96813")
+    data.pop("time_zone", None)
+    return ClosingRequest.model_validate(data)
+
+
+def test_a_state_holiday_moves_lead_times_in_that_state_only() -> None:
+    """Kamehameha Day (Fri 11 June 2027) closes Hawaii, not Texas: Honolulu orders a day earlier."""
+    honolulu = service_timing(_hawaii("2027-06-14"), Category.INTERNET, POLICY)
+    austin = service_timing(make_closing(closing_date="2027-06-14"), Category.INTERNET, POLICY)
+    # Back 10 business days from Monday 14 June, skipping Memorial Day (31 May) in both.
+    assert austin.placement_date == D("2027-05-28")
+    assert honolulu.placement_date == D("2027-05-27")
+
+
+def test_a_honolulu_plan_is_dated_by_honolulu_time() -> None:
+    """At 09:30 UTC on 15 March it is still the 14th in Honolulu (no daylight saving there)."""
+    closing = _hawaii("2027-04-20")
+    plan = plan_closing(
+        closing, _picks("energy"), POLICY, as_of=datetime(2027, 3, 15, 9, 30, tzinfo=UTC)
+    )
+    assert closing.time_zone == "Pacific/Honolulu"
+    assert plan.as_of_date == D("2027-03-14")
