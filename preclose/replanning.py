@@ -96,16 +96,13 @@ class Window:
 
 
 def service_window(timing: ServiceTiming) -> Window:
-    """When a service's appointment fits the closing's dates.
+    """When a service's appointment fits the closing's dates: from its requested start to the end
+    of its window.
 
-    An "after" target (security, TV once the buyer is in) fits from its service date to the end of
-    its window. A "by" deadline (power by closing, internet by move-in) fits up to its deadline and
-    no earlier than its ideal order date: an appointment before the day we would now even order
-    it belongs to the old dates (often before the buyer owns the home).
+    The start is never before possession, so an appointment booked for the old dates (often before
+    the buyer owns the home) no longer fits.
     """
-    if timing.rule.mode == "after":
-        return Window(earliest=timing.service_date, latest=timing.window_end)
-    return Window(earliest=timing.placement_date, latest=timing.window_end)
+    return Window(earliest=timing.service_date, latest=timing.window_end)
 
 
 class Step(StrEnum):

@@ -64,7 +64,8 @@ from tests.test_storage import (
 webhook_receiver = fixtures_sandbox.webhook_receiver
 
 # Monday 1 March 2027. The Chicago sample closes Monday 22 March (move-in Thursday 25 March, a
-# rent-back); its power is ordered on 8 March, internet on 11 March, insurance and security on 12.
+# rent-back); its internet is ordered on 11 March, security on 12, insurance on 15 (to be bound by
+# the 17th) and its instant-activation power on 17; power and insurance start on the 22nd.
 START = datetime.fromisoformat("2027-03-01T15:00:00+00:00")
 NEW_CLOSING = date(2027, 4, 5)
 NEW_MOVE_IN = date(2027, 4, 8)
@@ -269,7 +270,7 @@ def test_moved_dates_move_unordered_lines_and_reorder_an_order_with_the_old_date
 
     outcomes = {c.category: c.outcome for c in summary.consequences}
     assert outcomes == {
-        "energy": ChangeOutcome.kept,
+        "energy": ChangeOutcome.moved,  # an instant plan, not ordered yet
         "internet": ChangeOutcome.replaced,
         "insurance": ChangeOutcome.moved,
         "security": ChangeOutcome.moved,
@@ -313,16 +314,22 @@ def test_booked_orders_that_no_longer_fit_are_reordered_or_flagged_for_the_buyer
     """A booked install outside the new window is cancelled and ordered again; one that cannot be
     cancelled (its order holds a live service) is flagged at risk with the buyer's call named."""
     closing = _coordinated(offergrid)
-    for day in (8, 11, 12):
+    # Skipping the 15th puts insurance (overdue) and power in one order on the 17th: both start
+    # at possession on the 22nd.
+    for day in (11, 12, 17):
         _on(offergrid, date(2027, 3, day))
-    now = _later(offergrid, 72)
+    _later(offergrid, 72)
     internet_order = _order_of(offergrid, "internet")
     assert _item_status(internet_order, "internet") == "scheduled"
-    shared = _order_of(offergrid, "security")
-    assert (_item_status(shared, "insurance"), _item_status(shared, "security")) == (
-        "active",
-        "scheduled",
+    security_order = _order_of(offergrid, "security")
+    shared = _order_of(offergrid, "insurance")
+    assert (_item_status(shared, "insurance"), _item_status(shared, "energy")) == (
+        "accepted",
+        "accepted",
     )
+    # The utility switches the power on early by hand: that order now holds a live service.
+    _provider_sets(offergrid, _item_id(offergrid, "energy"), "active", "Service is active")
+    now = _later(offergrid, 1)
 
     summary = change_closing(
         closing.crm_closing_id,
@@ -334,22 +341,21 @@ def test_booked_orders_that_no_longer_fit_are_reordered_or_flagged_for_the_buyer
     by_category = {c.category: c for c in summary.consequences}
     assert by_category["internet"].outcome == ChangeOutcome.replaced
     assert "which no longer fits" in by_category["internet"].detail
-    assert by_category["security"].outcome == ChangeOutcome.flagged
-    assert by_category["security"].action_by == "buyer"
-    assert "home insurance in the same order is already in service" in (
-        by_category["security"].detail
+    assert by_category["security"].outcome == ChangeOutcome.replaced
+    assert by_category["insurance"].outcome == ChangeOutcome.flagged
+    assert by_category["insurance"].action_by == "buyer"
+    assert "power in the same order is already in service" in by_category["insurance"].detail
+    assert by_category["energy"].outcome == ChangeOutcome.kept
+    assert sorted(summary.orders_cancelled) == sorted(
+        [internet_order["orderId"], security_order["orderId"]]
     )
-    assert {by_category[c].outcome for c in ("energy", "insurance")} == {ChangeOutcome.kept}
-    assert summary.orders_cancelled == [internet_order["orderId"]]
-    assert summary.needs_action == [
-        "Home security with HomeWatch DIY Security: " + by_category["security"].detail
-    ]
-    [security] = _lines(closing.crm_closing_id, "security")
-    assert security.at_risk and security.risk_reason == summary.needs_action[0]
-    assert security.service_date == date(2027, 4, 9)  # the deadline moved with the move-in
-    assert _item_status(_order_of(offergrid, "security"), "security") == "scheduled"
+    assert len(summary.needs_action) == 1
+    assert by_category["insurance"].detail in summary.needs_action[0]
+    [insurance] = _lines(closing.crm_closing_id, "insurance")
+    assert insurance.at_risk and insurance.risk_reason == summary.needs_action[0]
+    assert insurance.service_date == NEW_CLOSING  # in force from the new possession
     [agent] = [m for m in _messages("closing_changed") if m["audience"] == "agent"]
-    assert "the buyer needs to call HomeWatch DIY Security to move the date" in agent["body"]
+    assert "the buyer needs to call" in agent["body"]
 
 
 def test_date_change_while_an_order_call_is_in_flight_reorders_that_order(
@@ -395,14 +401,17 @@ def test_date_change_while_an_order_call_is_in_flight_reorders_that_order(
 def test_fall_through_cancels_what_it_can_and_names_what_the_buyer_must_stop(
     offergrid: SandboxServer,
 ) -> None:
-    """The deal is off: open orders are cancelled, live services are reported with the buyer's
-    call to make, planned lines are cancelled, and nothing is ordered for the closing again."""
+    """The deal is off on closing day: booked installs are cancelled, power and the policy already
+    in force are reported with the buyer's call to make, and nothing is ordered again."""
     closing = _coordinated(offergrid)
-    _on(offergrid, date(2027, 3, 8))
-    now = _on(offergrid, date(2027, 3, 11))
+    for day in (11, 12, 15, 17):
+        _on(offergrid, date(2027, 3, day))
+    # Closing day, 9 am in Chicago: power and the policy started at midnight; the installs wait.
+    now = _on(offergrid, date(2027, 3, 22))
     energy = _order_of(offergrid, "energy")
     assert _item_status(energy, "energy") == "active"
     internet = _order_of(offergrid, "internet")
+    security = _order_of(offergrid, "security")
 
     summary = change_closing(
         closing.crm_closing_id,
@@ -412,18 +421,16 @@ def test_fall_through_cancels_what_it_can_and_names_what_the_buyer_must_stop(
     assert_records_agree(offergrid)
 
     assert summary.status == ClosingStatus.fell_through
-    assert summary.orders_cancelled == [internet["orderId"]]
+    assert sorted(summary.orders_cancelled) == sorted([internet["orderId"], security["orderId"]])
     by_category = {c.category: c for c in summary.consequences}
     assert by_category["internet"].outcome == ChangeOutcome.cancelled
-    assert by_category["energy"].outcome == ChangeOutcome.not_cancellable
-    assert by_category["energy"].action_by == "buyer"
-    assert "already in service" in by_category["energy"].detail
-    assert "Prairie Gas & Electric" in summary.needs_action[0]
+    assert by_category["security"].outcome == ChangeOutcome.cancelled
+    for category in ("energy", "insurance"):
+        assert by_category[category].outcome == ChangeOutcome.not_cancellable
+        assert by_category[category].action_by == "buyer"
+        assert "already in service" in by_category[category].detail
+    assert any("Prairie Gas & Electric" in action for action in summary.needs_action)
     assert _item_status(_order_of(offergrid, "internet", live=False), "internet") == "cancelled"
-    for category in ("insurance", "security"):
-        assert [line.state for line in _lines(closing.crm_closing_id, category)] == [
-            PlanLineState.cancelled
-        ]
     [buyer] = [m for m in _messages("closing_cancelled") if m["audience"] == "buyer"]
     assert "Power with Prairie Gas & Electric" in buyer["body"]
     assert "please call them" in buyer["body"]
@@ -433,7 +440,7 @@ def test_fall_through_cancels_what_it_can_and_names_what_the_buyer_must_stop(
     assert agent["body"].endswith("Reason given: Financing fell through.")
 
     before = len(_orders(offergrid))
-    _on(offergrid, date(2027, 3, 12))
+    _on(offergrid, date(2027, 3, 23))
     assert len(_orders(offergrid)) == before
     # Said once: a repeated fall-through changes nothing and tells nobody again.
     again = change_closing(closing.crm_closing_id, ClosingChange(fell_through=True), as_of=now)
@@ -446,7 +453,7 @@ def test_fall_through_while_an_order_is_being_placed_cancels_that_order(
     """A placer past its live check and mid-POST when the deal falls through cancels the order
     it just placed as soon as it records it: nothing stays ordered for the closing."""
     closing = _coordinated(offergrid)
-    offergrid.sandbox.advance(7 * 86_400)
+    offergrid.sandbox.advance(10 * 86_400)  # 11 March: the internet is due
     now = _now(offergrid)
     [placement_id] = prepare_placements.fn(None, now)
     done = threading.Event()
@@ -536,8 +543,8 @@ def test_rejections_stop_at_the_attempt_limit_and_flag_the_category_for_a_person
         json=SimulationConfig(rejection_rate=1, failure_rate=0).model_dump(),
     ).raise_for_status()
     closing = _coordinated(offergrid)
-    _on(offergrid, date(2027, 3, 11))  # power and internet, in one order
-    _later(offergrid, 30)  # first rejections: internet re-picked, power has no runner-up
+    _on(offergrid, date(2027, 3, 11))  # the internet
+    _later(offergrid, 30)  # first rejection: internet re-picked
     _later(offergrid, 30)  # the re-pick rejected too: two tries, the limit
 
     internet = _lines(closing.crm_closing_id, "internet")
@@ -549,16 +556,18 @@ def test_rejections_stop_at_the_attempt_limit_and_flag_the_category_for_a_person
     flag = internet[2]
     assert flag.offer_id is None and flag.at_risk
     assert flag.risk_reason is not None and "2 orders ended without service" in flag.risk_reason
+    asked = _messages("needs_person")
+    assert sorted(m["subject"] for m in asked) == ["Priya's internet needs a decision"]
+    assert {m["audience"] for m in asked} == {"agent"}
+    assert len(_orders(offergrid)) == 2  # the first order, and the one re-pick allowed
+
+    # Power (its instant plan ordered on the 17th) has no runner-up: flagged at its first refusal.
+    _on(offergrid, date(2027, 3, 17))
+    _later(offergrid, 30)
     energy = _lines(closing.crm_closing_id, "energy")
     assert [line.state for line in energy] == [PlanLineState.rejected, PlanLineState.skipped]
     assert energy[1].at_risk and "no other offer" in (energy[1].risk_reason or "")
-    asked = _messages("needs_person")
-    assert sorted(m["subject"] for m in asked) == [
-        "Priya's internet needs a decision",
-        "Priya's power needs a decision",
-    ]
-    assert {m["audience"] for m in asked} == {"agent"}
-    assert len(_orders(offergrid)) == 2  # the first order, and the one re-pick allowed
+    assert "Priya's power needs a decision" in {m["subject"] for m in _messages("needs_person")}
 
 
 def test_failed_install_is_told_and_repicked(offergrid: SandboxServer) -> None:
@@ -603,7 +612,7 @@ def test_contact_correction_reaches_later_orders_and_names_the_orders_with_old_d
 
     assert summary.changed == ["buyer email", "buyer phone"]
     stale = {c.category: c for c in summary.consequences}
-    assert set(stale) == {"energy", "internet"}
+    assert set(stale) == {"internet"}  # the only order out by 11 March
     assert {c.outcome for c in stale.values()} == {ChangeOutcome.old_contact}
     assert "old email and phone" in stale["internet"].detail
     stored = _closing_row(closing.crm_closing_id).closing_request()

@@ -91,14 +91,12 @@ def _choice(
 # Windows and per-service decisions ---------------------------------------------------------------
 
 
-def test_window_runs_from_the_order_date_for_deadlines_and_from_the_service_date_for_targets() -> (
-    None
-):
-    """Internet (by move-in) fits from its ideal order date; security (after) from its target."""
+def test_window_runs_from_the_requested_start_to_the_end_of_its_window() -> None:
+    """Internet (by move-in) fits on its day, never before; security (after) over its window."""
     closing = make_closing(closing_date="2026-12-18")
     internet = service_timing(closing, Category.INTERNET, POLICY)
     security = service_timing(closing, Category.SECURITY, POLICY)
-    assert service_window(internet) == Window(internet.placement_date, D("2026-12-18"))
+    assert service_window(internet) == Window(D("2026-12-18"), D("2026-12-18"))
     assert service_window(security) == Window(security.service_date, security.window_end)
     assert security.service_date > D("2026-12-18")
 
