@@ -116,6 +116,24 @@ def deployment_specs() -> list[DeploymentSpec]:
             triggers=[follow_up_trigger()],
         ),
         DeploymentSpec(
+            entrypoint="flows/reconcile.py:reconcile_intake",
+            description=(
+                "Every accepted closing or change reaches a run that finishes: starts again the "
+                "run of each accepted request whose run was lost, crashed, cancelled by a stop or "
+                "failed for a passing reason. Also run when `preclose serve` starts."
+            ),
+            schedules=[
+                Interval(
+                    timedelta(minutes=get_settings().reconcile_interval_minutes),
+                    anchor_date=SYNC_ANCHOR,
+                    slug="reconcile-intake",
+                )
+            ],
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            ),
+        ),
+        DeploymentSpec(
             entrypoint="flows/change.py:change_closing",
             description=(
                 "A closing changed after coordination: a new closing or move-in date, a "

@@ -9,6 +9,7 @@ PLACE_DUE = f"place due orders/{DEPLOYMENT}"
 SYNC = f"sync orders/{DEPLOYMENT}"
 FOLLOW_UP = f"follow up closing/{DEPLOYMENT}"
 CHANGE = f"change closing/{DEPLOYMENT}"
+RECONCILE = f"reconcile intake/{DEPLOYMENT}"
 
 # Emitted by the webhook receiver for every applied status change; a deployment trigger on it runs
 # FOLLOW_UP for the closing named in the resource.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from prefect import flow, get_run_logger
@@ -12,6 +13,8 @@ from flows.runs import as_of_or_now, closing_tag, tag_this_run
 from models.change import ChangeOutcome, ChangeSummary, ClosingChange, ServiceConsequence
 from models.tables import ClosingStatus
 from offergrid.models import Order
+from preclose import lifecycle, repository
+from preclose.lifecycle import ChangeRoute
 from preclose.notify import Milestone
 from preclose.replanning import (
     Decision,
@@ -23,6 +26,8 @@ from preclose.replanning import (
     service_name,
     stale_contact_fields,
 )
+from preclose.repository import StaleClosingError
+from preclose.runtime import db_session
 from tasks.artifacts import publish
 from tasks.catalog import cached_fetch_offers
 from tasks.changes import (
@@ -35,6 +40,7 @@ from tasks.changes import (
     store_change,
     tell,
 )
+from tasks.lifecycle import finish_request, mark_needs_attention, request_facts
 from tasks.orders import FELL_THROUGH_REASON
 from tasks.planning import plan_and_store
 from tasks.replan import decide_new_dates, save_new_dates
@@ -46,11 +52,20 @@ MOVED_REASON = "The closing dates changed; a new order with the new dates follow
 # Item statuses after which an order no longer stands for a service.
 _ENDED = frozenset({"rejected", "cancelled", "failed"})
 _BLOCKING = frozenset({"in_progress", "completed", "active"})
+_STORE_TRIES = 3
+
+
+def _has_plan(closing_id: uuid.UUID) -> bool:
+    with db_session() as session:
+        return bool(repository.list_plan_lines(session=session, closing_id=closing_id))
 
 
 def change_run_name() -> str:
     """`change CRM-123 (moved)`, `change CRM-123 (fell through)`: the closing, never its people."""
     change = flow_run.parameters.get("change")
+    if change is None:
+        # Started by a machine with a request ID: it named the run already (never with people).
+        return str(flow_run.name or "change")
     crm_id = flow_run.parameters.get("crm_closing_id") or "?"
     data = change.model_dump() if isinstance(change, ClosingChange) else change or {}
     kinds = [
@@ -69,16 +84,64 @@ def change_run_name() -> str:
 
 @flow(name="change closing", flow_run_name=change_run_name)
 def change_closing(
-    crm_closing_id: str, change: ClosingChange, as_of: datetime | None = None
+    crm_closing_id: str | None = None,
+    change: ClosingChange | None = None,
+    as_of: datetime | None = None,
+    request_id: uuid.UUID | None = None,
 ) -> ChangeSummary:
     """Apply a change to a coordinated closing: re-time, re-order or cancel its services, and tell
-    the buyer and the agent what it means for each service in one message."""
+    the buyer and the agent what it means for each service in one message.
+
+    A person fills in the CRM ID and the change; a machine passes the `request_id` of the change
+    it stored, so corrected contact details stay in our tables.
+    """
     now = as_of_or_now(as_of)
+    if request_id is not None:
+        request = request_facts(request_id)
+        crm_closing_id = request.crm_closing_id
+        change = ClosingChange.model_validate(request.body or {})
+    if crm_closing_id is None or change is None:
+        raise ValueError("change: give the CRM closing ID and the change (or a request_id)")
     tag_this_run(closing_tag(crm_closing_id))
-    stored = store_change(crm_closing_id, change, now)
+    try:
+        summary = _change(crm_closing_id, change, now)
+    except Exception as err:
+        reason = lifecycle.attention_reason(err)
+        closing = _closing_id(crm_closing_id)
+        if reason is None or closing is None:
+            raise  # a passing failure (or bad input): the reconciler starts the run again
+        mark_needs_attention(closing, reason, request_id)
+        publish(closing, now)
+        raise
+    finish_request(request_id, f"done: {summary.status}")
+    return summary
+
+
+def _closing_id(crm_closing_id: str) -> uuid.UUID | None:
+    with db_session() as session:
+        row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_closing_id)
+    return row.id if row is not None else None
+
+
+def _store(crm_closing_id: str, change: ClosingChange, now: datetime) -> StoredChange:
+    """Store the change; a coordination that stored its plan meanwhile makes it read again."""
+    for _ in range(_STORE_TRIES):
+        try:
+            return store_change(crm_closing_id, change, now)
+        except StaleClosingError:
+            continue
+    raise RuntimeError("the closing kept changing while the change was stored; run it again")
+
+
+def _change(crm_closing_id: str, change: ClosingChange, now: datetime) -> ChangeSummary:
+    """Store the change, then do what the lifecycle routes it to in the closing's state."""
+    stored = _store(crm_closing_id, change, now)
     # The buyer's Offergrid link and customer record follow the change (no call when unchanged).
     follow_change(stored.closing_id, stored.before, fell_through=change.fell_through)
-    if change.fell_through:
+    route = lifecycle.change_route(
+        stored.status, fell_through=change.fell_through, has_plan=_has_plan(stored.closing_id)
+    )
+    if route == ChangeRoute.fall_through or (route == ChangeRoute.nothing and change.fell_through):
         return _fall_through(crm_closing_id, stored, now, change.reason)
     summary = ChangeSummary(
         closing_id=stored.closing_id,
@@ -88,6 +151,10 @@ def change_closing(
     )
     if not stored.changed:
         get_run_logger().info("The change matches the closing as stored: nothing to do")
+        return summary
+    if route == ChangeRoute.store:
+        # Nothing planned yet: the coordination plans from the closing as it is now.
+        get_run_logger().info("Stored; the closing is not planned yet, so its plan will use it")
         return summary
 
     replan = stored.dates_moved or stored.address_corrected
@@ -268,12 +335,12 @@ def _fall_through(
     consequences: list[ServiceConsequence] = []
     cancelled: list[str] = []
     for order in orders:
-        live = [item for item in order.items if str(item.status) not in _ENDED]
-        if not live:
+        cancels = lifecycle.fall_through_cancels(str(item.status or "") for item in order.items)
+        if cancels is None:
             continue
-        blocked = any(str(item.status) in _BLOCKING for item in live)
+        live = [item for item in order.items if str(item.status) not in _ENDED]
         # Offergrid cancels whole orders only, and none holding a service under way or live.
-        result = None if blocked else cancel_order(order.order_id, FELL_THROUGH_REASON)
+        result = cancel_order(order.order_id, FELL_THROUGH_REASON) if cancels else None
         if result is not None and result.cancelled:
             cancelled.append(order.order_id)
         now_order = result.order if result is not None and result.order is not None else order

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from flows.runs import as_of_or_now, closing_tag, follow_up_run_name, tag_this_run
 from models.summary import FollowUpSummary
@@ -16,7 +16,14 @@ from preclose.runtime import db_session
 from tasks.artifacts import publish
 from tasks.notifications import notify_milestone
 from tasks.replan import repick_rejected
-from tasks.tracking import assess_risks, complete_fulfilled_closings, item_news
+from tasks.tracking import (
+    RiskFinding,
+    advance_closings,
+    assess_risks,
+    fill_account_numbers,
+    item_news,
+    repick_candidates,
+)
 
 
 def follow_up(
@@ -26,30 +33,57 @@ def follow_up(
 
     Milestones are derived from each item's current status and told once (the notification's
     dedupe key), so a webhook, a sync and a retry seeing the same change tell it once between them.
+    Each closing is followed up on its own: one that fails is reported, the others go on.
     """
     touched = set(closing_ids)
-    told = 0
-    for closing_id in touched:
-        for news in item_news(closing_id):
-            audiences = notify_milestone(
-                closing_id,
-                news.milestone,
-                topic=news.topic,
-                category=news.category,
-                provider=news.provider,
-                scheduled_for=news.scheduled_for,
-                account_number=news.account_number,
+    risks: list[RiskFinding] = []
+    if all_risks:
+        # Time-based risks and re-picks may concern closings no status change touched.
+        risks = assess_risks(as_of)
+        touched |= {risk.closing_id for risk in risks} | set(repick_candidates())
+    summary = FollowUpSummary()
+    fulfilled = set(advance_closings(touched))
+    for closing_id in sorted(touched):
+        try:
+            own = [r for r in risks if r.closing_id == closing_id]
+            told, found = _follow_up_one(closing_id, as_of, own, assess=not all_risks)
+            summary.messages += told
+            summary.risks += found
+        except Exception as err:
+            crm_id = _crm_id(closing_id)
+            get_run_logger().warning(
+                "Follow-up of closing %s failed (%s); the other closings go on",
+                crm_id,
+                type(err).__name__,
             )
-            told += len(audiences)
+            summary.failed_closings.append(crm_id)
+    fulfilled |= set(advance_closings(touched))
+    summary.fulfilled_closings = sorted(fulfilled)
+    return summary
+
+
+def _follow_up_one(
+    closing_id: uuid.UUID, as_of: datetime, risks: list[RiskFinding], *, assess: bool
+) -> tuple[int, int]:
+    """News, re-picks, risks and artifacts of one closing; returns (messages told, risks)."""
+    told = 0
+    fill_account_numbers(closing_id)
+    for news in item_news(closing_id):
+        audiences = notify_milestone(
+            closing_id,
+            news.milestone,
+            topic=news.topic,
+            category=news.category,
+            provider=news.provider,
+            scheduled_for=news.scheduled_for,
+            account_number=news.account_number,
+        )
+        told += len(audiences)
     # A rejected or failed order: the next best offer goes out now, or a person is asked.
-    repick_rejected(as_of, None if all_risks else touched)
-    risks = (
-        assess_risks(as_of)
-        if all_risks
-        else [risk for cid in touched for risk in assess_risks(as_of, cid)]
-    )
+    repick_rejected(as_of, [closing_id])
+    if assess:
+        risks = assess_risks(as_of, closing_id)
     for risk in risks:
-        touched.add(risk.closing_id)
         notify_milestone(
             risk.closing_id,
             Milestone.order_at_risk,
@@ -57,10 +91,14 @@ def follow_up(
             category=risk.category,
             provider=risk.provider,
         )
-    fulfilled = complete_fulfilled_closings()
-    for closing_id in touched | set(fulfilled):
-        publish(closing_id, as_of)
-    return FollowUpSummary(messages=told, risks=len(risks), fulfilled_closings=[*fulfilled])
+    publish(closing_id, as_of)
+    return told, len(risks)
+
+
+def _crm_id(closing_id: uuid.UUID) -> str:
+    with db_session() as session:
+        row = repository.get_closing(session=session, closing_id=closing_id)
+    return row.crm_closing_id if row is not None else str(closing_id)
 
 
 @flow(name="follow up closing", flow_run_name=follow_up_run_name)
@@ -72,4 +110,7 @@ def follow_up_closing(crm_closing_id: str, as_of: datetime | None = None) -> Fol
         row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_closing_id)
     if row is None:
         raise ValueError(f"crm_closing_id: no closing {crm_closing_id!r} is known")
-    return follow_up([row.id], now)
+    summary = follow_up([row.id], now)
+    if summary.failed_closings:
+        raise RuntimeError(f"the follow-up of closing {crm_closing_id} failed; see the task runs")
+    return summary

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
+from prefect.states import Completed
 
 from flows.runs import as_of_or_now, closing_tag, place_run_name, tag_this_run
 from models.summary import PlacementSummary
@@ -12,12 +14,34 @@ from preclose import repository
 from preclose.runtime import db_session
 from tasks.orders import place_order, prepare_placements
 
+# The state a placement run ends in when another placer holds some of its orders.
+WAITING = "Waiting on another placer"
+
+
+def _closings_of(placement_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    with db_session() as session:
+        return {
+            p.closing_id
+            for pid in placement_ids
+            if (p := repository.get_placement(session=session, placement_id=pid)) is not None
+        }
+
+
+def advance_closing_now(closing_id: uuid.UUID) -> None:
+    """Move the closing on (ordering, once its first order is out), as the lifecycle allows."""
+    with db_session() as session:
+        repository.advance_closing(session=session, closing_id=closing_id)
+
 
 @flow(name="place due orders", flow_run_name=place_run_name)
 def place_due_orders(
     crm_closing_id: str | None = None, as_of: datetime | None = None
 ) -> PlacementSummary:
-    """Place every due plan line (of one closing or all), a closing's due lines in one order."""
+    """Place every due plan line (of one closing or all), a closing's due lines in one order.
+
+    A placement another placer holds (its lease) is not this run's to send: the run then ends in
+    the state `Waiting on another placer`, never a plain "done".
+    """
     now = as_of_or_now(as_of)
     closing_id = None
     if crm_closing_id is not None:
@@ -38,11 +62,30 @@ def place_due_orders(
         get_run_logger().info(
             "Placed %d of %d due orders (%d failed)", len(orders), len(placement_ids), failed
         )
+    unsent = [pid for pid, outcome in zip(placement_ids, outcomes, strict=True) if outcome is None]
     with db_session() as session:
         lines = sum(
             len(repository.list_placement_items(session=session, placement_id=pid))
             for pid in placement_ids
         )
-    return PlacementSummary(
-        placements=len(placement_ids), orders=orders, failed=failed, lines=lines
+        held = repository.count_held_placements(
+            session=session, placement_ids=unsent, now=datetime.now(UTC)
+        )
+    summary = PlacementSummary(
+        placements=len(placement_ids),
+        orders=orders,
+        failed=failed,
+        lines=lines,
+        held_elsewhere=held,
     )
+    for closing_id in {c for c in _closings_of(placement_ids)}:
+        advance_closing_now(closing_id)
+    if held:
+        message = (
+            f"{held} of {len(placement_ids)} due orders are being sent by another placer "
+            "(it holds their lease); they are not done by this run"
+        )
+        get_run_logger().warning(message)
+        # The run's state says it; a caller (a parent flow) still gets the summary, its data.
+        return Completed(data=summary, name=WAITING, message=message)  # type: ignore[return-value]
+    return summary

@@ -33,6 +33,9 @@ def _as_of_label() -> str:
 def coordinate_run_name() -> str:
     """`coordinate CRM-123`."""
     closing = flow_run.parameters.get("closing")
+    if closing is None:
+        # Started by a machine with a request ID: it named the run already (never with people).
+        return str(flow_run.name or "coordinate")
     crm_id = getattr(closing, "crm_closing_id", None) or (
         closing.get("crm_closing_id") if isinstance(closing, dict) else "?"
     )

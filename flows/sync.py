@@ -34,7 +34,7 @@ def sync_orders(as_of: datetime | None = None) -> SyncSummary:
     """Read every order once, apply what changed, then follow up every closing it touched."""
     now = as_of_or_now(as_of)
     logger = get_run_logger()
-    item_ids = open_item_ids()
+    item_ids = open_item_ids(now)
     links = live_link_count()
     if not item_ids and not links:
         return SyncSummary()
@@ -74,9 +74,16 @@ def sync_orders(as_of: datetime | None = None) -> SyncSummary:
         followed.risks,
         len(followed.fulfilled_closings),
     )
+    if followed.failed_closings:
+        logger.warning(
+            "The follow-up of %d closings failed: %s",
+            len(followed.failed_closings),
+            ", ".join(followed.failed_closings),
+        )
     return SyncSummary(
         open_items=len(item_ids),
         changes=len(changes),
         risks=followed.risks,
         fulfilled_closings=followed.fulfilled_closings,
+        failed_closings=followed.failed_closings,
     )

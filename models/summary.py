@@ -41,6 +41,11 @@ class PlacementSummary(BaseModel):
     orders: list[str] = Field(default_factory=list, title="Offergrid order IDs")
     failed: int = Field(0, title="Orders refused or not sent")
     lines: int = Field(0, title="Plan lines ordered")
+    held_elsewhere: int = Field(
+        0,
+        title="Orders another placer holds",
+        description="Being sent by another run right now (its lease): not done by this one.",
+    )
 
 
 class SyncSummary(BaseModel):
@@ -50,6 +55,11 @@ class SyncSummary(BaseModel):
     changes: int = Field(0, title="Statuses changed")
     risks: int = Field(0, title="New risks")
     fulfilled_closings: list[uuid.UUID] = Field(default_factory=list)
+    failed_closings: list[str] = Field(
+        default_factory=list,
+        title="Closings whose follow-up failed",
+        description="CRM IDs; each failed on its own, the others were followed up.",
+    )
 
 
 class FollowUpSummary(BaseModel):
@@ -58,3 +68,18 @@ class FollowUpSummary(BaseModel):
     messages: int = Field(0, title="Messages sent")
     risks: int = Field(0, title="New risks")
     fulfilled_closings: list[uuid.UUID] = Field(default_factory=list)
+    failed_closings: list[str] = Field(
+        default_factory=list,
+        title="Closings whose follow-up failed",
+        description="CRM IDs; each failed on its own, the others were followed up.",
+    )
+
+
+class ReconcileSummary(BaseModel):
+    """What one reconciliation of accepted requests did."""
+
+    checked: int = Field(0, title="Unfinished requests checked")
+    restarted: list[uuid.UUID] = Field(default_factory=list, title="Runs started again")
+    needs_attention: list[str] = Field(
+        default_factory=list, title="Closings handed to a person (too many lost runs)"
+    )

@@ -110,13 +110,15 @@ def _tz(**kwargs: Any) -> Any:
 
 
 class ClosingStatus(StrEnum):
-    """Where a closing stands in preclose."""
+    """Where a closing stands in preclose; preclose.lifecycle owns the moves between them."""
 
-    planning = "planning"
-    active = "active"
-    fulfilled = "fulfilled"
-    fell_through = "fell_through"
-    cancelled = "cancelled"
+    received = "received"  # accepted, not planned yet
+    planned = "planned"  # a plan is stored; nothing ordered yet
+    ordering = "ordering"  # orders went out; no service live yet
+    active = "active"  # some services are up and running
+    fulfilled = "fulfilled"  # every service is up and running
+    fell_through = "fell_through"  # the deal is off; orders cancelled where possible
+    needs_attention = "needs_attention"  # a run failed for a reason a person must fix
 
 
 class PlanLineState(StrEnum):
@@ -165,7 +167,7 @@ class ClosingBase(SQLModel):
 
     crm_closing_id: str = Field(max_length=64, title="CRM closing ID")
     status: ClosingStatus = Field(
-        default=ClosingStatus.planning, sa_type=_enum_type(ClosingStatus), title="Status"
+        default=ClosingStatus.received, sa_type=_enum_type(ClosingStatus), title="Status"
     )
     property_type: str = Field(max_length=40, title="Property type")
     occupancy: str = Field(max_length=40, title="Occupancy")
@@ -177,6 +179,13 @@ class ClosingBase(SQLModel):
         title="Move-in date", description="The effective move-in: the closing date when not given."
     )
     test_mode: bool = Field(default=False, title="Test mode")
+    attention_reason: str | None = Field(
+        default=None,
+        sa_type=sa.Text,
+        title="Needs attention because",
+        description="Why a person must act (set with the needs_attention status), in plain words.",
+    )
+    attention_at: datetime | None = _tz(default=None, title="Needs attention since")
 
 
 class Closing(ClosingBase, table=True):
@@ -481,6 +490,7 @@ class CrmRequestKind(StrEnum):
 
     start = "start"
     change = "change"
+    retry = "retry"
 
 
 class ApiKey(SQLModel, table=True):
@@ -517,6 +527,7 @@ class CrmRequest(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("idempotency_key"),
         sa.Index(None, "closing_id", "received_at"),
+        sa.Index(None, "finished_at"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -536,3 +547,8 @@ class CrmRequest(SQLModel, table=True):
     last_error: str | None = Field(
         default=None, sa_type=sa.Text, description="Why the run could not be started, if so."
     )
+    attempt: int = Field(default=1, description="Runs started for it so far (restarts add one).")
+    finished_at: datetime | None = _tz(
+        default=None, description="When a run finished it (done, refused, or needs attention)."
+    )
+    outcome: str | None = Field(default=None, max_length=200, description="How it finished.")

@@ -14,8 +14,9 @@ import hashlib
 import json
 import logging
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from deployments.names import CHANGE, COORDINATE
@@ -23,7 +24,8 @@ from flows.runs import closing_tag
 from models.change import ClosingChange
 from models.closing import ClosingRequest, check_closing_dates
 from models.tables import Closing, ClosingStatus, CrmRequest, CrmRequestKind
-from preclose import repository
+from preclose import lifecycle, repository
+from preclose.lifecycle import Event, TransitionRefused
 from preclose.runtime import db_session
 from preclose.settings import Settings
 
@@ -32,10 +34,13 @@ __all__ = [
     "ClosingConflictError",
     "ClosingFinishedError",
     "ClosingNotFoundError",
+    "Reconciled",
     "RunNotStartedError",
     "Submission",
     "change_closing",
     "closing_differences",
+    "restart_stranded",
+    "retry_closing",
     "start_closing",
     "start_pending_runs",
     "submit_change",
@@ -44,8 +49,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# A closing in one of these states takes no further change: its orders are cancelled or never made.
-FINISHED_STATUSES = frozenset({ClosingStatus.fell_through, ClosingStatus.cancelled})
+# A closing in one of these states takes no further change (the lifecycle's final states).
+FINISHED_STATUSES = lifecycle.FINAL_STATUSES
 
 
 class ClosingConflictError(ValueError):
@@ -71,12 +76,12 @@ class ClosingNotFoundError(LookupError):
 
 
 class ClosingFinishedError(ValueError):
-    """The closing fell through or was cancelled: nothing about it can change any more."""
+    """The closing's state takes no such change (it fell through, or is fulfilled)."""
 
     def __init__(self, crm_closing_id: str, status: ClosingStatus) -> None:
-        """Name the closing and its final status."""
+        """Name the closing and its current state."""
         super().__init__(
-            f"crm_closing_id: closing {crm_closing_id!r} is {status.value.replace('_', ' ')}; "
+            f"crm_closing_id: closing {crm_closing_id!r} is {lifecycle.describe(status)}; "
             "it takes no further change"
         )
         self.crm_closing_id = crm_closing_id
@@ -151,9 +156,11 @@ def submit_closing(
             kind=CrmRequestKind.start,
             idempotency_key=f"start:{row.id}",
         )
+        if row.status == ClosingStatus.needs_attention and not new:
+            # The same POST sent again after a failure is the CRM's way to retry.
+            return retry_closing_submission(closing.crm_closing_id, settings=settings)
         submission = _submission(row, request, new)
-        parameters = {"closing": row.request}
-    return _ensure_started(submission, request, COORDINATE, parameters, settings)
+    return _ensure_started(submission, request, settings)
 
 
 def submit_change(
@@ -194,38 +201,192 @@ def submit_change(
                 body=body,
             )
         submission = _submission(row, request, new)
-        parameters = {"crm_closing_id": row.crm_closing_id, "change": request.body}
-    return _ensure_started(submission, request, CHANGE, parameters, settings)
+    return _ensure_started(submission, request, settings)
 
 
 def start_pending_runs(*, settings: Settings | None = None) -> list[uuid.UUID]:
     """Start the run of every stored request that has none yet; returns the runs started.
 
-    Requests whose run still cannot be started stay pending (with the reason recorded).
+    Requests whose run still cannot be started stay pending (with the reason recorded). The
+    reconciler (`restart_stranded`) does this and more; this is its first step.
     """
     started: list[uuid.UUID] = []
     with db_session(settings) as session:
         pending = repository.list_crm_requests(session=session, unstarted=True)
-        jobs: list[tuple[Submission, CrmRequest, str, dict[str, Any]]] = []
+        jobs = []
         for request in pending:
-            row = repository.get_closing(session=session, closing_id=request.closing_id)
-            if row is None:
+            if request.finished_at is not None:
                 continue
-            parameters: dict[str, Any]
-            if request.kind == CrmRequestKind.start:
-                deployment, parameters = COORDINATE, {"closing": row.request}
-            else:
-                parameters = {"crm_closing_id": row.crm_closing_id, "change": request.body}
-                deployment = CHANGE
-            jobs.append((_submission(row, request, False), request, deployment, parameters))
-    for submission, request, deployment, parameters in jobs:
+            row = repository.get_closing(session=session, closing_id=request.closing_id)
+            if row is not None:
+                jobs.append((_submission(row, request, False), request))
+    for submission, request in jobs:
         try:
-            done = _ensure_started(submission, request, deployment, parameters, settings)
+            done = _ensure_started(submission, request, settings)
         except RunNotStartedError:
             continue
         if done.flow_run_id is not None:
             started.append(done.flow_run_id)
     return started
+
+
+def retry_closing(crm_closing_id: str, *, settings: Settings | None = None) -> uuid.UUID:
+    """Retry a closing that needs attention; returns the flow run ID (the same one when resent).
+
+    Idempotent: while the retry's run has not finished, asking again returns that run. Raises
+    ClosingNotFoundError, TransitionRefused (the closing does not need attention: the message names
+    its state) and RunNotStartedError.
+    """
+    submission = retry_closing_submission(crm_closing_id, settings=settings)
+    assert submission.flow_run_id is not None
+    return submission.flow_run_id
+
+
+def retry_closing_submission(
+    crm_closing_id: str, *, settings: Settings | None = None
+) -> Submission:
+    """Start the retry of a closing that needs attention (see `retry_closing`), as a Submission."""
+    with db_session(settings) as session:
+        row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_closing_id)
+        if row is None:
+            raise ClosingNotFoundError(crm_closing_id)
+        if row.status != ClosingStatus.needs_attention:
+            latest = repository.latest_crm_request(
+                session=session, closing_id=row.id, kind=CrmRequestKind.retry
+            )
+            if latest is not None and latest.finished_at is None:
+                # A retry already under way: the same request and run (a resend).
+                return _ensure_started(_submission(row, latest, False), latest, settings)
+            raise TransitionRefused(crm_closing_id, ClosingStatus(row.status), Event.retry)
+        # One retry per failure: the key names the moment the closing needed attention.
+        since = row.attention_at.isoformat() if row.attention_at else str(row.version)
+        request, new = repository.record_crm_request(
+            session=session,
+            closing_id=row.id,
+            kind=CrmRequestKind.retry,
+            idempotency_key=f"retry:{row.id.hex}:{since}",
+        )
+        # A concurrent retry of the same failure may have moved it first.
+        with suppress(TransitionRefused):
+            repository.transition_closing(session=session, closing_id=row.id, event=Event.retry)
+        submission = _submission(row, request, new)
+    return _ensure_started(submission, request, settings)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What one reconciliation did: runs started again, requests handed to a person, left be."""
+
+    restarted: list[uuid.UUID]
+    gave_up: list[str]
+    checked: int
+
+
+def restart_stranded(
+    *,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+    grace: timedelta = timedelta(seconds=30),
+) -> Reconciled:
+    """Start again the run of every accepted request that no run will finish (idempotently).
+
+    A request whose run is missing, crashed, cancelled, failed for a passing reason, or stuck
+    running past `settings.reconcile_stale_minutes` gets a new run under a new idempotency key
+    (its attempt number); after `settings.max_run_attempts` runs, the closing needs attention.
+    Requests younger than `grace` are left to the call that accepted them.
+    """
+    from preclose.settings import get_settings
+
+    settings = settings or get_settings()
+    at = _now(now)
+    with db_session(settings) as session:
+        open_requests = repository.list_unfinished_requests(
+            session=session, received_before=at - grace
+        )
+    runs = _read_runs([r.flow_run_id for r in open_requests if r.flow_run_id is not None])
+    stale = timedelta(minutes=settings.reconcile_stale_minutes)
+    restarted: list[uuid.UUID] = []
+    gave_up: list[str] = []
+    for request in open_requests:
+        run = runs.get(request.flow_run_id) if request.flow_run_id else None
+        # No run, or one Prefect no longer has (a reset database): started again.
+        state = run[0] if run else None
+        fact = lifecycle.RunFact(
+            state=state, started=run[1] if run else None, attempt=request.attempt
+        )
+        if state == "COMPLETED":
+            with db_session(settings) as session:
+                repository.finish_crm_request(
+                    session=session, request_id=request.id, outcome="done"
+                )
+            continue
+        why = lifecycle.restart_decision(fact, now=at, stale_after=stale)
+        if why is None:
+            continue
+        with db_session(settings) as session:
+            row = repository.get_closing(session=session, closing_id=request.closing_id)
+            assert row is not None
+            crm_id = row.crm_closing_id
+            if request.attempt >= settings.max_run_attempts:
+                repository.finish_crm_request(
+                    session=session, request_id=request.id, outcome="gave up"
+                )
+                gave_up.append(crm_id)
+            elif not repository.restart_crm_request(
+                session=session, request_id=request.id, attempt=request.attempt
+            ):
+                continue  # another reconciler restarted it first
+        if crm_id in gave_up:
+            _needs_attention_after_runs(request.closing_id, request.attempt, settings)
+            continue
+        logger.info("Starting again the %s run of closing %s: %s", request.kind, crm_id, why)
+        with db_session(settings) as session:
+            fresh = repository.get_crm_request(session=session, request_id=request.id)
+            assert fresh is not None
+            row = repository.get_closing(session=session, closing_id=request.closing_id)
+            assert row is not None
+            submission = _submission(row, fresh, False)
+        try:
+            done = _ensure_started(submission, fresh, settings)
+        except RunNotStartedError:
+            continue
+        if done.flow_run_id is not None:
+            restarted.append(done.flow_run_id)
+    return Reconciled(restarted=restarted, gave_up=gave_up, checked=len(open_requests))
+
+
+def _needs_attention_after_runs(
+    closing_id: uuid.UUID, attempts: int, settings: Settings | None
+) -> None:
+    reason = (
+        f"Its run stopped {attempts} times without finishing; "
+        "look at the runs' logs in the Prefect UI, then retry."
+    )
+    with db_session(settings) as session, suppress(TransitionRefused):
+        repository.transition_closing(
+            session=session, closing_id=closing_id, event=Event.fail, reason=reason
+        )
+
+
+def _read_runs(run_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, datetime | None]]:
+    """Each run's state type and start time, read from Prefect in pages."""
+    if not run_ids:
+        return {}
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    found: dict[uuid.UUID, tuple[str, datetime | None]] = {}
+    with get_client(sync_client=True) as client:
+        for start in range(0, len(run_ids), 200):
+            page = run_ids[start : start + 200]
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=page)), limit=len(page)
+            )
+            for run in runs:
+                state = run.state.type.value if run.state is not None else None
+                if state is not None:
+                    found[run.id] = (state, run.start_time)
+    return found
 
 
 def closing_differences(stored: Any, sent: Any, path: str = "") -> list[str]:
@@ -257,8 +418,12 @@ def _digest(body: dict[str, Any]) -> str:
 
 
 def _check_change(row: Closing, change: ClosingChange, now: datetime) -> None:
-    if row.status in FINISHED_STATUSES:
-        raise ClosingFinishedError(row.crm_closing_id, ClosingStatus(row.status))
+    try:
+        lifecycle.may_change(
+            row.crm_closing_id, ClosingStatus(row.status), fell_through=change.fell_through
+        )
+    except TransitionRefused:
+        raise ClosingFinishedError(row.crm_closing_id, ClosingStatus(row.status)) from None
     if change.closing_date is not None:
         # The same rule (and field name) as a new closing's date; only the date is looked at.
         moved = row.closing_request().model_copy(
@@ -280,18 +445,23 @@ def _submission(row: Closing, request: CrmRequest, new: bool) -> Submission:
 
 def _run_name(kind: CrmRequestKind, crm_closing_id: str) -> str:
     # Which closing and which step: never the buyer's name or contact details.
-    step = "coordinate" if kind == CrmRequestKind.start else "change"
-    return f"{step} {crm_closing_id}"
+    step = {"start": "coordinate", "retry": "coordinate", "change": "change"}[kind.value]
+    return f"{step} {crm_closing_id}" + (" (retry)" if kind == CrmRequestKind.retry else "")
+
+
+def _deployment(kind: CrmRequestKind) -> str:
+    return CHANGE if kind == CrmRequestKind.change else COORDINATE
 
 
 def _ensure_started(
-    submission: Submission,
-    request: CrmRequest,
-    deployment: str,
-    parameters: dict[str, Any],
-    settings: Settings | None,
+    submission: Submission, request: CrmRequest, settings: Settings | None
 ) -> Submission:
-    """The submission with its flow run, creating the run unless the request already has one."""
+    """The submission with its flow run, creating the run unless the request already has one.
+
+    The run takes the request's ID, never the closing's details: the buyer's name, email and phone
+    stay in our tables. Each attempt has its own idempotency key, so a restart is a new run while
+    two calls for the same attempt find one.
+    """
     if submission.flow_run_id is not None:
         return submission
     from prefect.client.schemas.objects import FlowRun
@@ -299,14 +469,16 @@ def _ensure_started(
 
     from preclose.prefect_api import NoPrefectApiError, prefect_api
 
+    deployment = _deployment(submission.kind)
+    attempt = f":{request.attempt}" if request.attempt > 1 else ""
     try:
         with prefect_api(settings):
             flow_run = run_deployment(
                 deployment,
-                parameters=parameters,
+                parameters={"request_id": str(request.id)},
                 timeout=0,
                 tags=[closing_tag(submission.crm_closing_id)],
-                idempotency_key=f"preclose:{submission.kind.value}:{submission.request_id}",
+                idempotency_key=f"preclose:{submission.kind.value}:{submission.request_id}{attempt}",
                 flow_run_name=_run_name(submission.kind, submission.crm_closing_id),
                 as_subflow=False,
             )

@@ -62,6 +62,7 @@ class Milestone(StrEnum):
     order_repicked = "order_repicked"
     needs_person = "needs_person"
     contact_changed = "contact_changed"
+    needs_attention = "needs_attention"
 
 
 class NotificationError(RuntimeError):
@@ -243,6 +244,14 @@ def compose(
                 f"{whose} {service} at {c.address}. "
                 "We'll let you know as soon as a date is set."
             )
+        case Milestone.order_scheduled if c.scheduled_for is None:
+            # A scheduled event without its date (events come in any order, some never).
+            subject = f"{topic} is scheduled"
+            body = (
+                f"{_cap(whose)} {service}{by} at {c.address} is scheduled; "
+                f"{c.provider or 'the provider'} will confirm the day. "
+                "Nothing to do for now; we'll confirm once it's up and running."
+            )
         case Milestone.order_scheduled:
             when = _local(_required(c.scheduled_for, "scheduled_for", milestone), c.time_zone)
             subject = f"{topic} is scheduled for {_day(when)}"
@@ -252,12 +261,17 @@ def compose(
             )
         case Milestone.order_fulfilled:
             subject = f"{topic} is ready"
-            if audience is Audience.buyer:
-                account = _required(c.account_number, "account_number", milestone)
+            if audience is Audience.buyer and c.account_number:
                 body = (
                     f"{_cap(whose)} {service}{by} at {c.address} is up and running. "
-                    f"Your account number is {account}; keep it handy for anything you need "
-                    "from them."
+                    f"Your account number is {c.account_number}; keep it handy for anything you "
+                    "need from them."
+                )
+            elif audience is Audience.buyer:
+                # The event that carries it may be lost: the provider's welcome note has it too.
+                body = (
+                    f"{_cap(whose)} {service}{by} at {c.address} is up and running. "
+                    f"{c.provider or 'The provider'} will send your account number."
                 )
             else:
                 # The account belongs to the buyer: the agent only hears that it is done.
@@ -332,6 +346,14 @@ def compose(
                 f"directly, so it's ready by move-in on {move_in}."
             )
             body = f"{lead} {ask}"
+        case Milestone.needs_attention:
+            subject = f"Home services for {c.address} need your attention"
+            why = (c.reason or "a step failed").rstrip(".")
+            body = (
+                f"We couldn't go on arranging home services for {buyer_first} at {c.address}: "
+                f"{why}. Once that is sorted, retry the closing (POST /closings/<id>/retry, or "
+                "send it again) and we'll carry on where we stopped."
+            )
         case Milestone.contact_changed:
             subject = (
                 "Your contact details are updated"

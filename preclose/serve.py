@@ -10,6 +10,7 @@ Prefect is imported only once its environment is set, which is why the imports s
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import secrets
 import signal
@@ -27,6 +28,8 @@ from typing import TYPE_CHECKING
 import httpx
 
 from preclose.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import uvicorn
@@ -362,7 +365,27 @@ def serve_deployments() -> None:
     from deployments.build import build_deployments
 
     os.chdir(ROOT)
+    threading.Thread(target=reconcile_at_start, name="reconcile at start", daemon=True).start()
     serve(*build_deployments())
+
+
+def reconcile_at_start(wait_seconds: float = 60.0) -> None:
+    """Run `reconcile intake` once, as soon as the served deployments exist: accepted requests
+    whose runs were lost while nothing was serving are started again now, not at the schedule."""
+    from prefect.deployments import run_deployment
+
+    from deployments.names import RECONCILE
+
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        try:
+            run_deployment(
+                RECONCILE, timeout=0, idempotency_key=f"reconcile-at-start-{os.getpid()}"
+            )
+            return
+        except Exception:  # the deployment is not registered yet: serve() is still starting
+            time.sleep(2)
+    logger.warning("Could not start the reconciler at start; its schedule will run it")
 
 
 def start_message(endpoints: Endpoints) -> str:

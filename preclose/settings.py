@@ -106,6 +106,26 @@ class Settings(BaseSettings):
         description="Orders tried per service (re-picks after rejections or failed installs) "
         "before a person is asked to choose.",
     )
+    reconcile_stale_minutes: float = Field(
+        default=15.0,
+        gt=0,
+        title="Reconcile: stale run minutes",
+        description="A request's run still running after this long is taken as lost (its runner "
+        "was killed) and started again by the reconciler.",
+    )
+    max_run_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        title="Runs per request",
+        description="Runs the reconciler starts for one accepted request before it asks a person.",
+    )
+    reconcile_interval_minutes: float = Field(
+        default=5.0,
+        gt=0,
+        title="Reconcile interval minutes",
+        description="How often the reconciler looks for accepted requests no run will finish.",
+    )
     notify_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         title="Notification URLs",

@@ -10,7 +10,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
+from models.tables import ClosingStatus
+from preclose import repository
 from preclose.integration_health import health_markdown, integration_health
+from preclose.lifecycle import describe
 from preclose.reports import closing_report
 from preclose.runtime import db_session
 from preclose.timeline import timeline_markdown
@@ -27,10 +30,18 @@ def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> None:
     """Publish the closing's plan table and markdown timeline; the keys keep one history each."""
     with db_session() as session:
         report = closing_report(session=session, closing_id=closing_id, as_of=as_of)
+        row = repository.get_closing(session=session, closing_id=closing_id)
+        assert row is not None  # the report read it
+        reason, since = row.attention_reason, row.attention_at
+    state = describe(report.status)
+    if reason and report.status == ClosingStatus.needs_attention.value:
+        # A person must act: the reason and the time lead the plan, where they look first.
+        state += f" since {since:%Y-%m-%d %H:%M} UTC: {reason}" if since else f": {reason}"
+    rows = report.rows or [{"service": "—", "status": state}]
     create_table_artifact(
         key=artifact_key("plan", report.crm_closing_id),
-        table=report.rows,
-        description=f"Home services plan for closing {report.crm_closing_id}",
+        table=rows,
+        description=f"Home services plan for closing {report.crm_closing_id} ({state})",
     )
     create_markdown_artifact(
         key=artifact_key("timeline", report.crm_closing_id),

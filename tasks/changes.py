@@ -17,7 +17,8 @@ from models.closing import ClosingInputError, ClosingRequest, check_closing_date
 from models.tables import Audience, ClosingStatus, PlacementState, StatusSource
 from offergrid.errors import NotCancellableError
 from offergrid.models import Order
-from preclose import repository
+from preclose import lifecycle, repository
+from preclose.lifecycle import Event, TransitionRefused
 from preclose.notify import Milestone, NotificationContext
 from preclose.placing import CLOSING_REF_KEY, INTENT_KEY
 from preclose.runtime import db_session, offergrid_client
@@ -99,21 +100,15 @@ def store_change(crm_closing_id: str, change: ClosingChange, as_of: datetime) ->
         before = row.closing_request()
     if change.fell_through and status == ClosingStatus.fell_through:
         return StoredChange(closing_id, before, before, status, version)
-    open_to_change = repository.LIVE_CLOSING_STATUSES | (
-        {ClosingStatus.fulfilled} if change.fell_through else set()
-    )
-    if status not in open_to_change:
-        raise ClosingInputError(
-            "crm_closing_id",
-            f"closing {crm_closing_id!r} is {status.value.replace('_', ' ')}; it can no longer "
-            "be changed",
-        )
+    try:
+        lifecycle.may_change(crm_closing_id, status, fell_through=change.fell_through)
+    except TransitionRefused as refused:
+        raise ClosingInputError("crm_closing_id", str(refused).split(": ", 1)[1]) from None
     if change.fell_through:
         with db_session() as session:
-            ended = repository.update_closing_status(
-                session=session, closing_id=closing_id, status=ClosingStatus.fell_through
+            ended = repository.transition_closing(
+                session=session, closing_id=closing_id, event=Event.fall_through
             )
-            assert ended is not None  # read above; closings are never deleted
             version = ended.version
         return StoredChange(
             closing_id, before, before, ClosingStatus.fell_through, version, ["fell through"]

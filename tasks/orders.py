@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 PLACEMENT_LEASE = timedelta(minutes=2)
 # What Offergrid (and the provider) read when we cancel an order because the deal is off.
 FELL_THROUGH_REASON = "The closing fell through"
-_CALLED_OFF = frozenset({ClosingStatus.fell_through, ClosingStatus.cancelled})
+_CALLED_OFF = frozenset({ClosingStatus.fell_through})
 # The request may have reached Offergrid and created the order before these errors came back.
 _UNCLEAR = (InternalServerError, APIConnectionError)
 
@@ -184,9 +184,15 @@ def orders_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
     **OFFERGRID_TASK_OPTIONS,
 )
 def list_orders(period: str) -> list[Order]:
-    """Every order of our team in one call; `period` names the status-cache window it belongs to."""
+    """Every order of our team in one call, without its customer; `period` names the
+    status-cache window it belongs to.
+
+    The result is cached in Prefect's result storage, so the orders' customer details (the
+    buyer's name, email and phone) are dropped here and never leave this task.
+    """
     with offergrid_client() as client:
-        return client.list_orders()
+        orders = client.list_orders()
+    return [order.model_copy(update={"customer_info": None}) for order in orders]
 
 
 @task(name="prepare placements", cache_policy=NONE)

@@ -18,13 +18,30 @@ from tasks.closings import load_closing
 
 
 @task(name="plan closing", cache_policy=NONE)
-def plan_and_store(closing_id: uuid.UUID, offers: list[Offer], as_of: datetime) -> Plan:
-    """Recommend from the offers at the address, time every pick, and store the plan."""
+def plan_and_store(
+    closing_id: uuid.UUID,
+    offers: list[Offer],
+    as_of: datetime,
+    first: bool = False,
+    expected_version: int | None = None,
+) -> Plan:
+    """Recommend from the offers at the address, time every pick, and store the plan.
+
+    With `first`, the closing moves from received to planned as the plan is stored (the lifecycle
+    refuses a closing that fell through meanwhile); with `expected_version`, a closing changed
+    since it was read raises StaleClosingError, for the caller to plan again.
+    """
     closing = load_closing(closing_id)
     rules = policy()
     # The offers come from a ZIP-filtered catalog call, so each one is sold at this address.
     found = recommend_detailed(closing, offers, rules, address_scoped=True)
     plan = plan_closing(closing, found.picks, rules, as_of=as_of, notes=found.notes)
     with db_session() as session:
-        repository.save_plan(session=session, closing_id=closing_id, plan=plan)
+        repository.save_plan(
+            session=session,
+            closing_id=closing_id,
+            plan=plan,
+            first=first,
+            expected_version=expected_version,
+        )
     return plan

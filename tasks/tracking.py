@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -21,9 +22,9 @@ from models.tables import (
     StatusSource,
 )
 from offergrid.models.enums import FULFILLED
-from preclose import repository
+from preclose import lifecycle, repository
 from preclose.notify import Milestone
-from preclose.runtime import db_session
+from preclose.runtime import db_session, offergrid_client
 from preclose.tracking import (
     NO_RESPONSE_REASON,
     ItemFacts,
@@ -32,6 +33,7 @@ from preclose.tracking import (
     risk_of,
 )
 from tasks.notifications import told_key
+from tasks.policies import OFFERGRID_TASK_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,49 @@ class RiskFinding:
 
 
 @task(name="open items", cache_policy=NONE)
-def open_item_ids() -> list[str]:
-    """Offergrid item IDs of every placed item not yet in a final state."""
+def open_item_ids(as_of: datetime) -> list[str]:
+    """Offergrid item IDs of every placed item a newer status may still follow (completed ones
+    too: they may become active)."""
     with db_session() as session:
-        items = repository.list_items_not_terminal(session=session)
-        return [item.offergrid_item_id for item in items if item.offergrid_item_id]
+        items = repository.list_items_watched(session=session)
+        return [
+            item.offergrid_item_id
+            for item in items
+            if item.offergrid_item_id and lifecycle.sync_watches(item.status, item.status_at, as_of)
+        ]
+
+
+def repick_candidates() -> list[uuid.UUID]:
+    """The live closings that have a line to re-pick (its order ended unfulfilled)."""
+    with db_session() as session:
+        lines = repository.list_lines_to_repick(session=session)
+    return sorted({line.closing_id for line in lines})
+
+
+@task(name="fill account numbers", cache_policy=NONE, **OFFERGRID_TASK_OPTIONS)
+def fill_account_numbers(closing_id: uuid.UUID) -> int:
+    """Read from Offergrid the account number of each live service that lacks one (its
+    `order.completed` was lost, and the `active` event carries none); returns how many it found.
+
+    One call per order concerned, and none at all when nothing is missing.
+    """
+    with db_session() as session:
+        missing = repository.list_live_items_without_account(session=session, closing_id=closing_id)
+    if not missing:
+        return 0
+    found = 0
+    with offergrid_client() as client:
+        for order_id in sorted({order_id for order_id, _ in missing}):
+            order = client.get_order(order_id)
+            for item in order.items:
+                if item.item_id and item.account_number:
+                    with db_session() as session:
+                        found += repository.fill_item_facts(
+                            session=session,
+                            offergrid_item_id=item.item_id,
+                            account_number=item.account_number,
+                        )
+    return found
 
 
 def record_update(update: ItemUpdate, source: StatusSource) -> bool:
@@ -168,17 +208,19 @@ def assess_risks(as_of: datetime, closing_id: uuid.UUID | None = None) -> list[R
     return findings
 
 
-@task(name="close fulfilled closings", cache_policy=NONE)
-def complete_fulfilled_closings() -> list[uuid.UUID]:
-    """Mark every live closing whose services are all fulfilled; returns the ones just completed."""
+@task(name="advance closings", cache_policy=NONE)
+def advance_closings(closing_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    """Move each closing as far as its lines say (the lifecycle decides, under the row lock), and
+    every live closing whose services are all live to fulfilled; returns those just fulfilled."""
     done: list[uuid.UUID] = []
     with db_session() as session:
-        for closing in repository.list_fulfilled_closings(session=session):
-            if closing.status in repository.LIVE_CLOSING_STATUSES:
-                repository.update_closing_status(
-                    session=session, closing_id=closing.id, status=ClosingStatus.fulfilled
-                )
-                done.append(closing.id)
+        ready = {c.id for c in repository.list_fulfilled_closings(session=session)}
+        for closing_id in sorted(set(closing_ids) | ready):
+            before = repository.get_closing(session=session, closing_id=closing_id)
+            was = before.status if before is not None else None
+            after = repository.advance_closing(session=session, closing_id=closing_id)
+            if after.status == ClosingStatus.fulfilled and was != ClosingStatus.fulfilled:
+                done.append(closing_id)
     return done
 
 

@@ -25,6 +25,7 @@ from preclose.api import create_api
 from preclose.api.app import MAX_BODY_BYTES
 from preclose.api.auth import issue_api_key
 from preclose.db import dispose_engines
+from preclose.lifecycle import Event
 from preclose.runtime import db_session
 from preclose.settings import Settings
 from tests.fixtures_planning import closing_data
@@ -358,7 +359,11 @@ def _store(api: Api, crm_id: str, closing_date: str, status: ClosingStatus | Non
     with db_session(api.settings) as session:
         row, _ = repository.create_or_get_closing(session=session, closing_in=closing)
         if status is not None:
-            repository.update_closing_status(session=session, closing_id=row.id, status=status)
+            event = {
+                ClosingStatus.active: Event.service_live,
+                ClosingStatus.fell_through: Event.fall_through,
+            }[status]
+            repository.transition_closing(session=session, closing_id=row.id, event=event)
 
 
 def test_list_filters_and_pages(api: Api) -> None:
@@ -470,9 +475,7 @@ def test_patch_of_a_closing_that_fell_through_is_409(api: Api, deployed: None) -
     with db_session(api.settings) as session:
         row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_id)
         assert row is not None
-        repository.update_closing_status(
-            session=session, closing_id=row.id, status=ClosingStatus.fell_through
-        )
+        repository.transition_closing(session=session, closing_id=row.id, event=Event.fall_through)
     resent = api.http.patch(f"/closings/{crm_id}", json={"fell_through": True}, headers=api.writer)
     assert resent.status_code == 200
     moved = api.http.patch(

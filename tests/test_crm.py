@@ -19,9 +19,10 @@ from sqlmodel import col, select
 from deployments.names import CHANGE, COORDINATE
 from models.change import ClosingChange, ContactChange
 from models.closing import ClosingInputError, ClosingRequest
-from models.tables import ClosingStatus, CrmRequest, CrmRequestKind
+from models.tables import CrmRequest, CrmRequestKind
 from preclose import crm, repository
 from preclose.db import dispose_engines
+from preclose.lifecycle import Event
 from preclose.runtime import db_session
 from preclose.settings import get_settings
 from tests.fixtures_planning import closing_data
@@ -179,9 +180,7 @@ def test_change_of_unknown_or_finished_closing_is_refused(env: None) -> None:
             session=session, crm_closing_id=closing.crm_closing_id
         )
         assert row is not None
-        repository.update_closing_status(
-            session=session, closing_id=row.id, status=ClosingStatus.fell_through
-        )
+        repository.transition_closing(session=session, closing_id=row.id, event=Event.fall_through)
     with pytest.raises(crm.ClosingFinishedError, match="fell through"):
         crm.change_closing(closing.crm_closing_id, ClosingChange(fell_through=True))
     assert len(_runs_tagged(f"closing:{closing.crm_closing_id}")) == 1

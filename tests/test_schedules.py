@@ -23,9 +23,10 @@ from sqlmodel import select
 from deployments.build import build_deployment, deployment_specs
 from deployments.names import PLACE_DUE
 from models.samples import sample_closings
-from models.tables import ClosingStatus, PlanLineRow, PlanLineState
+from models.tables import PlanLineRow, PlanLineState
 from preclose import repository
 from preclose.db import dispose_engines
+from preclose.lifecycle import Event
 from preclose.placement_runs import (
     PlacementRun,
     PlannedLine,
@@ -206,8 +207,8 @@ def test_fell_through_closing_cancels_everything(
     ids = sync_closing_schedule(closing_id)
     cancelled = cancel_closing_schedule("SCHED-OFF")
     with db_session() as session:
-        repository.update_closing_status(
-            session=session, closing_id=closing_id, status=ClosingStatus.fell_through
+        repository.transition_closing(
+            session=session, closing_id=closing_id, event=Event.fall_through
         )
     again = sync_closing_schedule(closing_id)
 

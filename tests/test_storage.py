@@ -43,7 +43,8 @@ from preclose.db import (
     open_database,
     session_scope,
 )
-from preclose.repository import PlacedItem, PlacementConflictError, StaleClosingError
+from preclose.lifecycle import Event, TransitionRefused
+from preclose.repository import PlacedItem, PlacementConflictError
 from tests import fixtures_db
 from tests.fixtures_db import (
     BACKENDS,
@@ -396,7 +397,7 @@ def test_create_or_get_closing_is_idempotent(session: Session) -> None:
     again, created_again = repo.create_or_get_closing(session=session, closing_in=request)
     assert (created, created_again) == (True, False)
     assert again.id == first.id
-    assert first.status == ClosingStatus.planning and first.version == 1
+    assert first.status == ClosingStatus.received and first.version == 1
     assert (first.zip_code, first.state, first.property_type) == ("78701", "TX", "condo")
     assert (first.move_in_date, first.test_mode) == (date(2026, 6, 20), True)
     assert first.closing_request() == request
@@ -438,37 +439,54 @@ def test_list_closings_filters(session: Session) -> None:
     early = new_closing(session, "CL-A", closing_date=date(2026, 6, 1))
     late = new_closing(session, "CL-B", closing_date=date(2026, 7, 1), test_mode=True)
     done = new_closing(session, "CL-C", closing_date=date(2026, 6, 10))
-    repo.update_closing_status(session=session, closing_id=done.id, status=ClosingStatus.fulfilled)
+    repo.transition_closing(session=session, closing_id=done.id, event=Event.fall_through)
 
     def crm_ids(**filters: Any) -> list[str]:
         return [c.crm_closing_id for c in repo.list_closings(session=session, **filters)]
 
     assert crm_ids() == ["CL-A", "CL-C", "CL-B"]
-    assert crm_ids(statuses=[ClosingStatus.planning]) == [early.crm_closing_id, late.crm_closing_id]
+    assert crm_ids(statuses=[ClosingStatus.received]) == [early.crm_closing_id, late.crm_closing_id]
     assert crm_ids(closing_from=date(2026, 6, 5), closing_to=date(2026, 6, 30)) == ["CL-C"]
     assert crm_ids(test_mode=True) == ["CL-B"]
     assert crm_ids(limit=1, offset=1) == ["CL-C"]
 
 
-def test_update_closing_status_uses_the_version(session: Session) -> None:
-    """A status change bumps the version; a change based on an old version is refused."""
+def test_transition_closing_asks_the_lifecycle_under_the_lock(session: Session) -> None:
+    """A failure sets needs attention with its reason and time; a retry clears them; a refused
+    step names the current state and changes nothing."""
     closing = new_closing(session)
-    updated = repo.update_closing_status(
-        session=session, closing_id=closing.id, status=ClosingStatus.active, expected_version=1
+    failed = repo.transition_closing(
+        session=session, closing_id=closing.id, event=Event.fail, reason="Offergrid is down."
     )
-    assert updated is not None and (updated.status, updated.version) == ("active", 2)
-    with pytest.raises(StaleClosingError, match="version 2, not 1"):
-        repo.update_closing_status(
-            session=session,
-            closing_id=closing.id,
-            status=ClosingStatus.cancelled,
-            expected_version=1,
+    assert (failed.status, failed.version) == ("needs_attention", 2)
+    assert failed.attention_reason == "Offergrid is down." and failed.attention_at is not None
+    with pytest.raises(
+        TransitionRefused, match="is needs attention; it cannot take the step 'plan'"
+    ):
+        repo.save_plan(
+            session=session, closing_id=closing.id, plan=_empty_plan(closing), first=True
         )
-    assert repo.get_closing(session=session, closing_id=closing.id).status == "active"  # type: ignore[union-attr]
-    missing = repo.update_closing_status(
-        session=session, closing_id=uuid.uuid4(), status=ClosingStatus.active
+    retried = repo.transition_closing(session=session, closing_id=closing.id, event=Event.retry)
+    assert (retried.status, retried.attention_reason, retried.attention_at) == (
+        "received",
+        None,
+        None,
     )
-    assert missing is None
+    repo.transition_closing(session=session, closing_id=closing.id, event=Event.fall_through)
+    with pytest.raises(TransitionRefused, match="'CL-1' is fell through"):
+        repo.transition_closing(session=session, closing_id=closing.id, event=Event.retry)
+    assert repo.get_closing(session=session, closing_id=closing.id).status == "fell_through"  # type: ignore[union-attr]
+
+
+def _empty_plan(closing: Closing) -> Plan:
+    return Plan(
+        closing_id=closing.crm_closing_id,
+        closing_date=closing.closing_date,
+        move_in_date=closing.move_in_date,
+        time_zone=closing.time_zone,
+        as_of_date=closing.closing_date,
+        generated_at=datetime.now(UTC),
+    )
 
 
 def test_update_closing_request_moves_the_dates(session: Session) -> None:
@@ -615,9 +633,7 @@ def test_list_due_plan_lines(session: Session) -> None:
         closing_id=gone.id,
         plan=plan("CL-3", line("insurance", "off-4", placement=date(2026, 5, 1))),
     )
-    repo.update_closing_status(
-        session=session, closing_id=gone.id, status=ClosingStatus.fell_through
-    )
+    repo.transition_closing(session=session, closing_id=gone.id, event=Event.fall_through)
 
     def due(as_of: date, closing_id: uuid.UUID | None = None) -> set[str | None]:
         rows = repo.list_due_plan_lines(session=session, as_of_date=as_of, closing_id=closing_id)
@@ -1075,9 +1091,7 @@ def test_fulfilled_closings(session: Session) -> None:
     event("item-retry", "completed", 3)
     assert fulfilled() == (True, ["CL-1"])
     assert not repo.is_closing_fulfilled(session=session, closing_id=other.id)
-    repo.update_closing_status(
-        session=session, closing_id=closing.id, status=ClosingStatus.fulfilled
-    )
+    repo.transition_closing(session=session, closing_id=closing.id, event=Event.all_live)
     assert fulfilled() == (True, [])  # already marked: no longer a live closing to finish
 
 

@@ -34,6 +34,7 @@ from preclose.api.schemas import (
     TimelineView,
     ValidationErrorBody,
 )
+from preclose.lifecycle import TransitionRefused
 from preclose.reports import closing_report
 from preclose.runtime import db_session
 
@@ -140,6 +141,35 @@ def patch_closing(
         return JSONResponse({"detail": str(err), "fields": []}, status_code=409)
     except ClosingInputError as err:
         return input_error(err)
+    except crm.RunNotStartedError as err:
+        return _not_started(err)
+    return _accepted(request, submission, response)
+
+
+@router.post(
+    "/{crm_id}/retry",
+    status_code=202,
+    response_model=Accepted,
+    summary="Retry a closing that needs attention",
+    responses={
+        200: {"model": Accepted, "description": "A resend: the retry already under way"},
+        404: {"description": "No such closing"},
+        **_WRITE_ERRORS,
+    },
+)
+def retry_closing(
+    crm_id: str, request: Request, response: Response, caller: Writer
+) -> Accepted | JSONResponse:
+    """Start again a closing that needs attention (202); a resend answers 200 with the same run,
+    and a closing that does not need attention 409 naming its state."""
+    try:
+        submission = crm.retry_closing_submission(crm_id, settings=request.app.state.settings)
+    except crm.ClosingNotFoundError as err:
+        raise HTTPException(404, str(err)) from None
+    except TransitionRefused as err:
+        return JSONResponse(
+            {"detail": str(err), "fields": [], "status": err.current.value}, status_code=409
+        )
     except crm.RunNotStartedError as err:
         return _not_started(err)
     return _accepted(request, submission, response)

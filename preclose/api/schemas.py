@@ -120,6 +120,7 @@ class ConflictBody(BaseModel):
 
     detail: str
     fields: list[str] = []
+    status: str | None = None  # the closing's current state, when that is why it was refused
 
 
 class ProcessingTimes(BaseModel):

@@ -24,12 +24,14 @@ from preclose.repository.changes import (
     withdraw_placement,
 )
 from preclose.repository.closings import (
+    advance_closing,
     create_or_get_closing,
     get_closing,
     get_closing_by_crm_id,
     list_closings,
+    list_closings_in,
+    transition_closing,
     update_closing_request,
-    update_closing_status,
 )
 from preclose.repository.crm import ItemContext as ItemContext
 from preclose.repository.crm import LineOrder as LineOrder
@@ -37,8 +39,10 @@ from preclose.repository.crm import WebhookFigures as WebhookFigures
 from preclose.repository.crm import count_webhook_refusal as count_webhook_refusal
 from preclose.repository.crm import create_api_key as create_api_key
 from preclose.repository.crm import find_crm_request as find_crm_request
+from preclose.repository.crm import finish_crm_request as finish_crm_request
 from preclose.repository.crm import finish_webhook_event as finish_webhook_event
 from preclose.repository.crm import get_api_key_by_hash as get_api_key_by_hash
+from preclose.repository.crm import get_crm_request as get_crm_request
 from preclose.repository.crm import get_item_context as get_item_context
 from preclose.repository.crm import (
     get_webhook_event_by_dedupe_key as get_webhook_event_by_dedupe_key,
@@ -47,10 +51,13 @@ from preclose.repository.crm import latest_crm_request as latest_crm_request
 from preclose.repository.crm import list_api_keys as list_api_keys
 from preclose.repository.crm import list_crm_requests as list_crm_requests
 from preclose.repository.crm import list_line_orders as list_line_orders
+from preclose.repository.crm import list_unfinished_requests as list_unfinished_requests
 from preclose.repository.crm import mark_crm_request_not_started as mark_crm_request_not_started
 from preclose.repository.crm import mark_crm_request_started as mark_crm_request_started
 from preclose.repository.crm import record_crm_request as record_crm_request
 from preclose.repository.crm import record_webhook_delivery as record_webhook_delivery
+from preclose.repository.crm import reopen_crm_request as reopen_crm_request
+from preclose.repository.crm import restart_crm_request as restart_crm_request
 from preclose.repository.crm import revoke_api_key as revoke_api_key
 from preclose.repository.crm import webhook_figures as webhook_figures
 from preclose.repository.crm import webhook_refusals as webhook_refusals
@@ -63,15 +70,19 @@ from preclose.repository.events import (
 )
 from preclose.repository.events import notification_key as notification_key
 from preclose.repository.items import (
+    fill_item_facts,
     get_item_by_offergrid_id,
     is_closing_fulfilled,
     list_fulfilled_closings,
     list_item_history,
     list_items_not_terminal,
+    list_items_watched,
+    list_live_items_without_account,
     list_open_items,
     upsert_item_status,
 )
 from preclose.repository.placements import claim_placement as claim_placement
+from preclose.repository.placements import count_held_placements as count_held_placements
 from preclose.repository.placements import (
     create_placement_intent,
     find_placement_by_intent_key,
@@ -99,10 +110,12 @@ __all__ = [
     "PlacedItem",
     "PlacementConflictError",
     "StaleClosingError",
+    "advance_closing",
     "cancel_unplaced_lines",
     "correct_address",
     "create_or_get_closing",
     "create_placement_intent",
+    "fill_item_facts",
     "find_placement_by_intent_key",
     "get_closing",
     "get_closing_by_crm_id",
@@ -114,11 +127,14 @@ __all__ = [
     "is_closing_fulfilled",
     "list_attempts",
     "list_closings",
+    "list_closings_in",
     "list_due_plan_lines",
     "list_fulfilled_closings",
     "list_item_history",
     "list_items_not_terminal",
+    "list_items_watched",
     "list_lines_to_repick",
+    "list_live_items_without_account",
     "list_open_items",
     "list_placement_items",
     "list_placements",
@@ -134,8 +150,8 @@ __all__ = [
     "retime_lines",
     "save_plan",
     "start_next_attempt",
+    "transition_closing",
     "update_closing_request",
-    "update_closing_status",
     "upsert_item_status",
     "withdraw_placement",
 ]

@@ -11,15 +11,14 @@ from sqlalchemy import update
 from sqlmodel import Session, SQLModel, col, select
 
 from models.tables import Closing, ClosingStatus, PlanLineState
-from offergrid.models.enums import TERMINAL, OrderStatus
+from offergrid.models.enums import OrderStatus
+from preclose.lifecycle import LIVE_STATUSES, TERMINAL_ITEM_STATUSES
 
 T = TypeVar("T", bound=SQLModel)
 
-# Closings whose orders are still being arranged; the others are finished one way or another.
-LIVE_CLOSING_STATUSES: frozenset[ClosingStatus] = frozenset(
-    {ClosingStatus.planning, ClosingStatus.active}
-)
-TERMINAL_ITEM_STATUSES: frozenset[str] = frozenset(str(status) for status in TERMINAL)
+# The status sets are the lifecycle's (preclose.lifecycle), re-exported for the queries here.
+LIVE_CLOSING_STATUSES: frozenset[ClosingStatus] = LIVE_STATUSES
+__all__ = ["LIVE_CLOSING_STATUSES", "TERMINAL_ITEM_STATUSES"]
 # Lines a new plan may overwrite: nothing has been sent to Offergrid for them.
 _REPLACEABLE = frozenset({PlanLineState.planned, PlanLineState.skipped})
 # Lines whose order ended without the service: a new plan starts the next attempt.

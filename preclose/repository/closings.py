@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from models.closing import ClosingRequest
-from models.tables import Closing, ClosingCreate, ClosingStatus, utcnow
-from preclose.repository._base import StaleClosingError, _commit, _locked
+from models.tables import Closing, ClosingCreate, ClosingStatus, PlanLineRow, utcnow
+from preclose import lifecycle
+from preclose.lifecycle import Event, TransitionRefused
+from preclose.repository._base import StaleClosingError, _aware, _commit, _lock_closing, _locked
+from preclose.repository.plans import _current_line_filter
 
 # Closings -------------------------------------------------------------------------------------
 
@@ -79,34 +82,6 @@ def _check_version(closing: Closing, expected_version: int | None) -> None:
         raise StaleClosingError(closing.id, expected_version, closing.version)
 
 
-def update_closing_status(
-    *,
-    session: Session,
-    closing_id: uuid.UUID,
-    status: ClosingStatus,
-    expected_version: int | None = None,
-) -> Closing | None:
-    """Set the closing's status (None if there is no such closing); raises StaleClosingError if
-    `expected_version` is given and the closing has moved on."""
-    status = ClosingStatus(status)
-    rows = _locked(session, Closing, col(Closing.id) == closing_id)
-    if not rows:
-        session.rollback()
-        return None
-    closing = rows[0]
-    try:
-        _check_version(closing, expected_version)
-    except StaleClosingError:
-        session.rollback()
-        raise
-    if closing.status != status:
-        closing.status = status
-        closing.version += 1
-        closing.updated_at = utcnow()
-    _commit(session)
-    return closing
-
-
 def update_closing_request(
     *,
     session: Session,
@@ -138,3 +113,74 @@ def update_closing_request(
         closing.updated_at = utcnow()
     _commit(session)
     return closing
+
+
+# The closing's life: every status change asks preclose.lifecycle, under the closing's row lock ---
+
+
+def _move(closing: Closing, event: Event, *, reason: str | None, at: datetime) -> None:
+    """Apply `event` to a locked closing (TransitionRefused if not allowed), in the transaction."""
+    target = lifecycle.next_status(closing.crm_closing_id, ClosingStatus(closing.status), event)
+    if event == Event.fail:
+        closing.attention_reason = reason or "a run failed"
+        closing.attention_at = at
+    elif event == Event.retry:
+        closing.attention_reason = None
+        closing.attention_at = None
+    if closing.status != target or event == Event.fail:
+        closing.status = target
+        closing.version += 1
+        closing.updated_at = at
+
+
+def transition_closing(
+    *,
+    session: Session,
+    closing_id: uuid.UUID,
+    event: Event,
+    reason: str | None = None,
+    at: datetime | None = None,
+) -> Closing:
+    """Move the closing by `event` under its row lock; TransitionRefused names its current state.
+
+    `reason` is what a person reads when the event is a failure (needs attention).
+    """
+    now = _aware("at", at) if at is not None else utcnow()
+    closing = _lock_closing(session, closing_id)
+    try:
+        _move(closing, event, reason=reason, at=now)
+    except TransitionRefused:
+        session.rollback()
+        raise
+    _commit(session)
+    return closing
+
+
+def advance_closing(*, session: Session, closing_id: uuid.UUID) -> Closing:
+    """Move a live closing as far as its current plan lines say (ordering, active, fulfilled).
+
+    Under the closing's lock; a closing that is not live, or already that far, stays as it is.
+    """
+    closing = _lock_closing(session, closing_id)
+    states = session.exec(
+        select(PlanLineRow.state).where(
+            col(PlanLineRow.closing_id) == closing_id, _current_line_filter(PlanLineRow)
+        )
+    ).all()
+    event = lifecycle.progress_event(states)
+    status = ClosingStatus(closing.status)
+    # Each step implies the ones before it: a closing seen fulfilled at once skips ordering.
+    if event is not None and lifecycle.allows(status, event):
+        _move(closing, event, reason=None, at=utcnow())
+    _commit(session)
+    return closing
+
+
+def list_closings_in(*, session: Session, statuses: Iterable[ClosingStatus]) -> list[Closing]:
+    """Every closing in one of `statuses`, by closing date."""
+    statement = (
+        select(Closing)
+        .where(col(Closing.status).in_(list(statuses)))
+        .order_by(col(Closing.closing_date), col(Closing.crm_closing_id))
+    )
+    return list(session.exec(statement).all())

@@ -357,3 +357,70 @@ def webhook_figures(
         processing_ms=samples,
         last_received_at=last if isinstance(last, datetime) else None,
     )
+
+
+def get_crm_request(*, session: Session, request_id: uuid.UUID) -> CrmRequest | None:
+    """The CRM request with this ID, if any."""
+    return session.get(CrmRequest, request_id)
+
+
+def finish_crm_request(
+    *, session: Session, request_id: uuid.UUID, outcome: str, at: datetime | None = None
+) -> bool:
+    """Record that a run finished the request, and how; False if there is no such request."""
+    result = session.exec(
+        update(CrmRequest)
+        .where(col(CrmRequest.id) == request_id)
+        .values(finished_at=_aware("at", at) if at else utcnow(), outcome=outcome[:200])
+    )
+    _commit(session)
+    return bool(result.rowcount)
+
+
+def list_unfinished_requests(*, session: Session, received_before: datetime) -> list[CrmRequest]:
+    """Accepted requests no run has finished, received before `received_before`, oldest first."""
+    statement = (
+        select(CrmRequest)
+        .where(
+            col(CrmRequest.finished_at).is_(None),
+            col(CrmRequest.received_at) < _aware("received_before", received_before),
+        )
+        .order_by(col(CrmRequest.received_at), col(CrmRequest.id))
+    )
+    return list(session.exec(statement).all())
+
+
+def restart_crm_request(*, session: Session, request_id: uuid.UUID, attempt: int) -> bool:
+    """Count one more run for a request still at `attempt` and forget its old run; False when
+    another caller restarted (or a run finished) it first."""
+    result = session.exec(
+        update(CrmRequest)
+        .where(
+            col(CrmRequest.id) == request_id,
+            col(CrmRequest.attempt) == attempt,
+            col(CrmRequest.finished_at).is_(None),
+        )
+        .values(attempt=attempt + 1, flow_run_id=None, started_at=None, outcome=None)
+    )
+    _commit(session)
+    return bool(result.rowcount)
+
+
+def reopen_crm_request(*, session: Session, request_id: uuid.UUID) -> bool:
+    """Open a finished request again for a retry (one more attempt); False if it is open."""
+    request = session.get(CrmRequest, request_id)
+    if request is None or request.finished_at is None:
+        return False
+    result = session.exec(
+        update(CrmRequest)
+        .where(col(CrmRequest.id) == request_id, col(CrmRequest.attempt) == request.attempt)
+        .values(
+            attempt=request.attempt + 1,
+            flow_run_id=None,
+            started_at=None,
+            finished_at=None,
+            outcome=None,
+        )
+    )
+    _commit(session)
+    return bool(result.rowcount)

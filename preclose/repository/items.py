@@ -20,7 +20,7 @@ from models.tables import (
     StatusSource,
     utcnow,
 )
-from offergrid.models.enums import status_rank
+from offergrid.models.enums import FULFILLED, OrderStatus, status_rank
 from preclose.repository._base import (
     _LINE_STATE_FOR_ITEM,
     _REPLACEABLE,
@@ -73,8 +73,17 @@ def upsert_item_status(
         _aware("scheduled_for", scheduled_for)
     source = StatusSource(source)
     rows = _locked(session, OrderItem, col(OrderItem.offergrid_item_id) == offergrid_item_id)
-    if not rows or not _supersedes(rows[0], status, at):
+    if not rows:
         session.rollback()
+        return False
+    if not _supersedes(rows[0], status, at):
+        # Older news still fills a fact we lack (the account number a lost event carried).
+        if account_number is not None and rows[0].account_number is None:
+            rows[0].account_number = account_number
+            rows[0].updated_at = utcnow()
+            _commit(session)
+        else:
+            session.rollback()
         return False
     item = rows[0]
     now = utcnow()
@@ -130,6 +139,50 @@ def list_open_items(*, session: Session, closing_id: uuid.UUID) -> list[OrderIte
         .order_by(col(OrderItem.offer_id))
     )
     return list(session.exec(statement).all())
+
+
+def list_items_watched(*, session: Session) -> list[OrderItem]:
+    """Placed items whose status a newer one may follow (completed may become active)."""
+    final = sorted(TERMINAL_ITEM_STATUSES - {OrderStatus.COMPLETED.value})
+    statement = (
+        select(OrderItem)
+        .where(
+            col(OrderItem.offergrid_item_id).is_not(None),
+            or_(col(OrderItem.status).is_(None), col(OrderItem.status).not_in(final)),
+        )
+        .order_by(col(OrderItem.updated_at), col(OrderItem.id))
+    )
+    return list(session.exec(statement).all())
+
+
+def list_live_items_without_account(
+    *, session: Session, closing_id: uuid.UUID
+) -> list[tuple[str, str]]:
+    """(Offergrid order ID, item ID) of the closing's live services that lack an account number."""
+    rows = session.exec(
+        select(Placement.offergrid_order_id, OrderItem.offergrid_item_id)
+        .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
+        .where(
+            col(Placement.closing_id) == closing_id,
+            col(Placement.offergrid_order_id).is_not(None),
+            col(OrderItem.offergrid_item_id).is_not(None),
+            col(OrderItem.status).in_([s.value for s in FULFILLED]),
+            col(OrderItem.account_number).is_(None),
+        )
+    ).all()
+    return [(str(order_id), str(item_id)) for order_id, item_id in rows]
+
+
+def fill_item_facts(*, session: Session, offergrid_item_id: str, account_number: str) -> bool:
+    """Set an item's account number when it has none; True if this call set it."""
+    rows = _locked(session, OrderItem, col(OrderItem.offergrid_item_id) == offergrid_item_id)
+    if not rows or rows[0].account_number is not None:
+        session.rollback()
+        return False
+    rows[0].account_number = account_number
+    rows[0].updated_at = utcnow()
+    _commit(session)
+    return True
 
 
 def list_items_not_terminal(*, session: Session, limit: int | None = None) -> list[OrderItem]:

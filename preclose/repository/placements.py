@@ -317,3 +317,18 @@ def mark_placement_failed(*, session: Session, placement_id: uuid.UUID, error: s
     _set_line_states(session, [item.plan_line_id for item in items], PlanLineState.failed, now)
     _commit(session)
     return placement
+
+
+def count_held_placements(
+    *, session: Session, placement_ids: list[uuid.UUID], now: datetime
+) -> int:
+    """How many of these placements are unsent and held by a placer's lease right now."""
+    if not placement_ids:
+        return 0
+    statement = select(Placement).where(
+        col(Placement.id).in_(placement_ids),
+        col(Placement.state).in_([PlacementState.intent, PlacementState.unknown]),
+        col(Placement.claimed_until).is_not(None),
+        col(Placement.claimed_until) > _aware("now", now),
+    )
+    return len(session.exec(statement).all())

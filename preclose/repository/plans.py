@@ -11,11 +11,14 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from models.plan import Plan, PlanLine
-from models.tables import Closing, PlanLineRow, PlanLineState, utcnow
+from models.tables import Closing, ClosingStatus, PlanLineRow, PlanLineState, utcnow
+from preclose import lifecycle
+from preclose.lifecycle import Event, TransitionRefused
 from preclose.repository._base import (
     _REPLACEABLE,
     _RETRYABLE,
     LIVE_CLOSING_STATUSES,
+    StaleClosingError,
     _commit,
     _lock_closing,
 )
@@ -48,11 +51,34 @@ def _line_values(line: PlanLine) -> dict[str, Any]:
     }
 
 
-def save_plan(*, session: Session, closing_id: uuid.UUID, plan: Plan) -> list[PlanLineRow]:
+def save_plan(
+    *,
+    session: Session,
+    closing_id: uuid.UUID,
+    plan: Plan,
+    first: bool = False,
+    expected_version: int | None = None,
+) -> list[PlanLineRow]:
     """Store `plan`: planned lines are replaced, lines already sent to Offergrid are left alone,
     and a category whose order ended unfulfilled gets its next attempt. Returns the current lines.
+
+    Under the closing's lock, the lifecycle decides: a closing that fell through (or is fulfilled)
+    takes no plan (TransitionRefused), and with `first` the closing moves from received to planned
+    in the same transaction. With `expected_version`, a closing changed since the plan was made
+    from it raises StaleClosingError (the caller plans again from the new request).
     """
     closing = _lock_closing(session, closing_id)
+    status = ClosingStatus(closing.status)
+    try:
+        if expected_version is not None and closing.version != expected_version:
+            raise StaleClosingError(closing.id, expected_version, closing.version)
+        if first:
+            lifecycle.next_status(closing.crm_closing_id, status, Event.plan)
+        elif status not in LIVE_CLOSING_STATUSES | {ClosingStatus.needs_attention}:
+            raise TransitionRefused(closing.crm_closing_id, status, Event.plan)
+    except (StaleClosingError, TransitionRefused):
+        session.rollback()
+        raise
     if plan.closing_id != closing.crm_closing_id:
         session.rollback()
         raise ValueError(
@@ -92,6 +118,10 @@ def save_plan(*, session: Session, closing_id: uuid.UUID, plan: Plan) -> list[Pl
     for category, current in latest.items():
         if category not in planned_categories and current.state in _REPLACEABLE:
             session.delete(current)
+    if first:
+        closing.status = lifecycle.next_status(closing.crm_closing_id, status, Event.plan)
+        closing.version += 1
+        closing.updated_at = now
     _commit(session)
     return list_plan_lines(session=session, closing_id=closing_id)
 

@@ -1,0 +1,25 @@
+"""The `reconcile intake` flow: every accepted closing or change reaches a run that finishes."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from models.summary import ReconcileSummary
+from preclose.crm import restart_stranded
+
+
+@flow(name="reconcile intake")
+def reconcile_intake() -> ReconcileSummary:
+    """Start again the run of each accepted request whose run was lost, crashed, cancelled by a
+    stop or failed for a passing reason (idempotent: each attempt has its own key)."""
+    done = restart_stranded()
+    logger = get_run_logger()
+    logger.info(
+        "Checked %d unfinished requests: %d runs started again, %d handed to a person",
+        done.checked,
+        len(done.restarted),
+        len(done.gave_up),
+    )
+    return ReconcileSummary(
+        checked=done.checked, restarted=done.restarted, needs_attention=done.gave_up
+    )
