@@ -25,6 +25,13 @@ AS_OF = FieldText(
     "with its zone, e.g. 2027-03-01T09:00:00-06:00.",
 )
 
+REQUEST_ID = FieldText(
+    "Stored request ID",
+    "Leave empty when filling in the form. The CRM API, a retry and the reconciler pass the ID of "
+    "the request they stored instead of its details, so the buyer's data stays in preclose's "
+    "tables.",
+)
+
 # One entry per parameter name used by any flow; a name means the same thing in every flow.
 FIELDS: dict[str, dict[str, FieldText]] = {
     "coordinate closing": {
@@ -34,6 +41,7 @@ FIELDS: dict[str, dict[str, FieldText]] = {
             "sends to the closings API).",
         ),
         "as_of": AS_OF,
+        "request_id": REQUEST_ID,
     },
     "place due orders": {
         "crm_closing_id": FieldText(
@@ -59,7 +67,9 @@ FIELDS: dict[str, dict[str, FieldText]] = {
             "contact or address. Fill in only what changed.",
         ),
         "as_of": AS_OF,
+        "request_id": REQUEST_ID,
     },
+    "reconcile intake": {},
 }
 
 

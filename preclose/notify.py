@@ -351,8 +351,8 @@ def compose(
             why = (c.reason or "a step failed").rstrip(".")
             body = (
                 f"We couldn't go on arranging home services for {buyer_first} at {c.address}: "
-                f"{why}. Once that is sorted, retry the closing (POST /closings/<id>/retry, or "
-                "send it again) and we'll carry on where we stopped."
+                f"{why}. Once that is sorted, retry the closing from the CRM (or send it again) "
+                "and we'll carry on where we stopped."
             )
         case Milestone.contact_changed:
             subject = (

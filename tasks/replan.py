@@ -12,9 +12,9 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from models.plan import CategoryPick, Importance, Plan
-from models.tables import OrderItem, PlanLineRow, PlanLineState
+from models.tables import ClosingStatus, OrderItem, PlanLineRow, PlanLineState
 from offergrid.models import Category, Order
-from preclose import repository
+from preclose import lifecycle, repository
 from preclose.notify import Milestone
 from preclose.replanning import (
     Decision,
@@ -202,6 +202,10 @@ def _repick(line: PlanLineRow, as_of: datetime, max_attempts: int) -> RepickResu
             session=session, closing_id=line.closing_id, category=line.category
         )
         item = repository.get_item_for_line(session=session, plan_line_id=line.id)
+    if not lifecycle.is_repickable(
+        ClosingStatus(closing_row.status), line.state, has_offer=line.offer_id is not None
+    ):
+        return None  # the closing fell through (or needs a person) since the line was listed
     failures = sum(a.state in (PlanLineState.rejected, PlanLineState.failed) for a in attempts)
     tried = {a.offer_id for a in attempts if a.offer_id}
     install_failed = line.state == PlanLineState.failed

@@ -20,6 +20,7 @@ from deployments.names import (
     CRM_ID_LABEL,
     FOLLOW_UP,
     PLACE_DUE,
+    RECONCILE,
     STATUS_CHANGED_EVENT,
     SYNC,
     closing_resource,
@@ -39,7 +40,7 @@ def deployments() -> dict[str, RunnerDeployment]:
 
 def test_every_flow_has_one_deployment(deployments: dict[str, RunnerDeployment]) -> None:
     """The five flows are deployed once each under the shared names, with descriptions."""
-    assert set(deployments) == {COORDINATE, PLACE_DUE, SYNC, FOLLOW_UP, CHANGE}
+    assert set(deployments) == {COORDINATE, PLACE_DUE, SYNC, FOLLOW_UP, CHANGE, RECONCILE}
     for deployment in deployments.values():
         assert deployment.description and len(deployment.description) > 40
         assert deployment.tags == ["preclose"]
@@ -133,7 +134,8 @@ def test_every_form_field_has_a_title_and_description(
             assert field["title"] != key and field["title"][0].isupper(), (name, key)
             assert field.get("description"), (name, key)
         assert [f["position"] for f in fields.values()] == list(range(len(fields)))
-        assert list(fields)[-1] == "as_of"  # the simulation's clock comes last
+        # The simulation's clock comes last of what a person fills in (a machine's ID after it).
+        assert [key for key in fields if key != "request_id"][-1] == "as_of"
 
 
 def test_coordinate_form_is_the_closing_request(
@@ -141,8 +143,10 @@ def test_coordinate_form_is_the_closing_request(
 ) -> None:
     """The coordinate form asks for a closing whose sections, dates and enums render as a form."""
     form = parameter_form(deployments[COORDINATE])
-    assert form["required"] == ["closing"]
-    closing = _definition(form, form["properties"]["closing"]["$ref"])
+    # Optional: a machine passes a stored request's ID instead of the closing.
+    assert form.get("required", []) == []
+    assert list(form["properties"]) == ["closing", "as_of", "request_id"]
+    closing = _definition(form, form["properties"]["closing"]["anyOf"][0]["$ref"])
     assert list(closing["properties"])[:5] == [
         "crm_closing_id",
         "property",
@@ -177,7 +181,8 @@ def test_place_and_follow_up_forms(deployments: dict[str, RunnerDeployment]) -> 
     follow_up = parameter_form(deployments[FOLLOW_UP])
     assert follow_up["required"] == ["crm_closing_id"]
     change = parameter_form(deployments[CHANGE])
-    assert set(change["required"]) == {"crm_closing_id", "change"}
+    assert change.get("required", []) == []
+    assert set(change["properties"]) == {"crm_closing_id", "change", "as_of", "request_id"}
 
 
 def test_pool_deployments_run_from_the_repository(tmp_path: Path) -> None:
