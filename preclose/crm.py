@@ -159,6 +159,11 @@ def submit_closing(
         if row.status == ClosingStatus.needs_attention and not new:
             # The same POST sent again after a failure is the CRM's way to retry.
             return retry_closing_submission(closing.crm_closing_id, settings=settings)
+        retried = repository.latest_crm_request(
+            session=session, closing_id=row.id, kind=CrmRequestKind.retry
+        )
+        if not new and retried is not None:
+            request = retried  # a resend after a retry: the retry is the closing's latest run
         submission = _submission(row, request, new)
     return _ensure_started(submission, request, settings)
 
