@@ -380,7 +380,7 @@ def test_list_filters_and_pages(api: Api) -> None:
 
     assert ids("") == ["CL-A", "CL-B", "CL-C", "CL-D"]
     assert ids("status=active") == ["CL-B", "CL-D"]
-    assert ids("status=active&status=planning") == ["CL-A", "CL-B", "CL-D"]
+    assert ids("status=active&status=received") == ["CL-A", "CL-B", "CL-D"]
     assert ids("closing_from=2026-12-15&closing_to=2027-01-10") == ["CL-B", "CL-C"]
     first = api.http.get("/closings?limit=3", headers=api.reader).json()
     assert first["next_offset"] == 3
@@ -427,7 +427,7 @@ def test_post_stores_then_starts_and_a_repeat_finds_it(api: Api, deployed: None)
 
     detail = api.http.get(f"/closings/{crm_id}", headers=api.reader).json()
     assert [r["flow_run_id"] for r in detail["requests"]] == [first.json()["flow_run_id"]]
-    assert detail["closing"]["status"] == "planning"
+    assert detail["closing"]["status"] == "received"
 
 
 def test_repeat_with_other_details_is_409_naming_them(api: Api, deployed: None) -> None:

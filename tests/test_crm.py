@@ -100,7 +100,10 @@ def test_start_closing_stores_first_and_starts_one_run(env: None) -> None:
     assert run.deployment_id == _deployment_id(COORDINATE)
     assert run.name == f"coordinate {closing.crm_closing_id}"
     assert f"closing:{closing.crm_closing_id}" in run.tags
-    assert run.parameters["closing"] == closing.model_dump(mode="json")
+    # Our request's ID, never the closing's details: the buyer's data stays in our tables.
+    with db_session() as session:
+        stored = session.exec(select(CrmRequest)).one()
+    assert run.parameters == {"request_id": str(stored.id)}
     assert run.state is not None and run.state.is_scheduled()  # created, not waited for
     assert "John" not in run.name and "example.com" not in run.name
     with db_session() as session:
@@ -160,10 +163,10 @@ def test_change_runs_once_per_change_and_again_for_a_later_repeat(env: None) -> 
     run = _run(first)
     assert run.deployment_id == _deployment_id(CHANGE)
     assert run.name == f"change {closing.crm_closing_id}"
-    assert run.parameters == {
-        "crm_closing_id": closing.crm_closing_id,
-        "change": moved.model_dump(mode="json"),
-    }
+    with db_session() as session:
+        request = session.exec(select(CrmRequest).where(col(CrmRequest.flow_run_id) == first)).one()
+    assert request.body == moved.model_dump(mode="json")
+    assert run.parameters == {"request_id": str(request.id)}
     assert "555" not in _run(second).name
     kinds = [request.kind for request in _requests()]
     assert kinds == [CrmRequestKind.start, *[CrmRequestKind.change] * 3]
