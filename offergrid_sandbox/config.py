@@ -51,6 +51,11 @@ class FaultConfig(BaseModel):
         0.0, ge=0, le=1, description="share of order placements created but answered 5xx or dropped"
     )
     committed_then_failed_mode: Literal["5xx", "drop"] = "5xx"
+    ignore_idempotency_key: bool = Field(
+        False,
+        description="accept Idempotency-Key but never honour it, as a real service may: every "
+        "POST /reseller/orders creates a new order",
+    )
 
 
 class SimulationConfig(BaseModel):

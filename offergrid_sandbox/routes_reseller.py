@@ -80,7 +80,10 @@ async def place_order(
     principal = request_principal(request)
     key = parse_idempotency_key(idempotency_key)
     payload = parse_create_order(await read_json(request))
-    status, body, replayed = current_sandbox(request).create_order(
+    sandbox = current_sandbox(request)
+    if sandbox.faults.config.ignore_idempotency_key:
+        key = None  # the fault switch: the key is read (and validated) but never honoured
+    status, body, replayed = sandbox.create_order(
         principal.team_id, payload, idempotency_key=key
     )
     headers = {"Idempotent-Replayed": "true"} if replayed else None

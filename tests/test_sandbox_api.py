@@ -179,6 +179,21 @@ def test_same_idempotency_key_returns_the_first_order() -> None:
     assert len(orders) == 1
 
 
+def test_the_ignore_idempotency_key_switch_creates_an_order_per_post() -> None:
+    """With the fault switch on, a resent key is read but not honoured, as a real service may."""
+    headers = {**RESELLER, "Idempotency-Key": "closing-43:place"}
+    with sandbox_client() as (client, sandbox):
+        switched = client.put("/sandbox/faults", json={"ignore_idempotency_key": True})
+        first = client.post("/reseller/orders", json=order_body(FIBER), headers=headers)
+        again = client.post("/reseller/orders", json=order_body(FIBER), headers=headers)
+        orders = sandbox.all_orders()
+    assert switched.status_code == 200
+    assert first.status_code == again.status_code == 201
+    assert first.json()["orderId"] != again.json()["orderId"]
+    assert "Idempotent-Replayed" not in again.headers
+    assert len(orders) == 2
+
+
 def test_same_key_with_another_body_is_422() -> None:
     """Reusing a key with a different body answers 422 naming the header (IETF draft semantics)."""
     headers = {**RESELLER, "Idempotency-Key": "k-1"}
