@@ -2,8 +2,9 @@
 
 The local Offergrid runs on loopback (in this process, on its own thread) on a virtual clock with
 default provider timing (5% rejections, 3% failed installs) and every fault switched on: 10% of
-requests answered 5xx, 2% of order placements committed then answered 5xx, `Idempotency-Key` ignored, and webhooks 20% dropped,
-20% duplicated and reordered, delivered to preclose's own receiver (the HTTP app on loopback).
+requests answered 5xx, 2% of order placements committed then answered 5xx, `Idempotency-Key`
+ignored, and webhooks 20% dropped, 20% duplicated and reordered, delivered to preclose's own
+receiver (the HTTP app on loopback).
 preclose runs its flows in this process, as its schedules would: `place due orders` and
 `sync orders` every simulated half day, and `follow up closing` for each closing a webhook moved
 (what the deployment trigger does in `preclose serve`). Rate windows are scaled so a run takes
