@@ -1,0 +1,296 @@
+"""Kill test: closings accepted over HTTP survive workers stopped (SIGTERM) and killed (SIGKILL).
+
+What it starts, all on loopback (ports 10950+) and all stopped again at the end:
+
+- two fresh PostgreSQL databases (dropped at the end): the Prefect server's and preclose's tables;
+- the local Offergrid (virtual clock, providers that always succeed, rate windows scaled);
+- `prefect server start`, a process work pool with every deployment, two workers;
+- preclose's HTTP app (the CRM closings API) with a fresh API key.
+
+Then it POSTs N closings to `/closings` (each 202: stored, its run created), and mid-backlog
+SIGTERMs the first worker's process group (the worker and the flow runs it started), then
+SIGKILLs the second's. It starts two fresh workers and runs `reconcile intake` (the deployment
+`preclose serve` also runs at start and on its schedule) until every accepted request is
+finished, then `place due orders` for the day. It prints: closings accepted, planned, left
+unplanned; due plan lines ordered and not; Offergrid items per plan line (duplicates); flow runs
+by state; runs the reconciler started again; elapsed time.
+
+    .venv/bin/python scripts/kill_test.py                   # 200 closings
+    .venv/bin/python scripts/kill_test.py --closings 40     # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.scale_out import (  # noqa: E402
+    POOL,
+    deploy_everything,
+    environment,
+    fresh_database,
+    local_offergrid,
+)
+
+BASE_PORT = 10950
+WORKER_LIMIT = 4
+
+
+def start_worker(name: str, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """`prefect worker start` on the pool in its own process group (its flow runs join it)."""
+    command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL]
+    return subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+        [*command, "--type", "process", "--name", name, "--limit", str(WORKER_LIMIT)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Send `sig` to the worker's whole process group (its flow-run processes too)."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def closing_statuses() -> Counter[str]:
+    """Our closings by status."""
+    from sqlmodel import select
+
+    from models.tables import Closing
+    from preclose.runtime import db_session
+
+    with db_session() as session:
+        return Counter(str(c.status) for c in session.exec(select(Closing)).all())
+
+
+def unfinished_requests() -> int:
+    """Accepted requests no run has finished yet."""
+    from sqlmodel import col, func, select
+
+    from models.tables import CrmRequest
+    from preclose.runtime import db_session
+
+    with db_session() as session:
+        return int(
+            session.exec(select(func.count()).where(col(CrmRequest.finished_at).is_(None))).one()
+        )
+
+
+def run_states() -> Counter[str]:
+    """Every flow run on the server, by flow and state type."""
+    from prefect.client.orchestration import get_client
+
+    counts: Counter[str] = Counter()
+    with get_client(sync_client=True) as client:
+        flows = {f.id: f.name for f in client.read_flows(limit=50)}
+        offset = 0
+        while True:
+            runs = client.read_flow_runs(limit=200, offset=offset)
+            for run in runs:
+                state = run.state_type.value if run.state_type else "?"
+                counts[f"{flows.get(run.flow_id, '?')}: {state}"] += 1
+            if len(runs) < 200:
+                return counts
+            offset += 200
+
+
+def order_figures(sandbox: Any, today: Any) -> dict[str, int]:
+    """Due lines ordered and not, our items, Offergrid's items, and duplicates per intent/line."""
+    from sqlmodel import select
+
+    from models.tables import Closing, OrderItem, PlanLineRow
+    from preclose.placing import CLOSING_REF_KEY, INTENT_KEY
+    from preclose.runtime import db_session
+
+    with db_session() as session:
+        lines = session.exec(select(PlanLineRow)).all()
+        zones = {c.id: c for c in session.exec(select(Closing)).all()}
+        items = session.exec(select(OrderItem).where(OrderItem.offergrid_item_id != None)).all()  # noqa: E711
+    ordered = {item.plan_line_id for item in items}
+    # A current line with an offer whose order date has come (at the property; a day's slack).
+    due = [
+        line
+        for line in lines
+        if line.offer_id and line.placement_date < today and zones.get(line.closing_id)
+    ]
+    orders = sandbox.all_orders()
+    intents = Counter((o.get("metadata") or {}).get(INTENT_KEY) for o in orders)
+    per_line = Counter(
+        (str((o.get("metadata") or {}).get(CLOSING_REF_KEY)), item["offerId"])
+        for o in orders
+        for item in o["items"]
+    )
+    return {
+        "due lines": len(due),
+        "due lines ordered": sum(line.id in ordered for line in due),
+        "items recorded": len(items),
+        "items at Offergrid": sum(len(o["items"]) for o in orders),
+        "duplicate orders (same intent)": sum(n - 1 for k, n in intents.items() if k and n > 1),
+        "most Offergrid items for one plan line": max(per_line.values(), default=0),
+    }
+
+
+def main() -> int:
+    """Run the kill test and print its figures; 0 when every accepted closing was planned."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--closings", type=int, default=200)
+    parser.add_argument("--timeout", type=float, default=2400.0, help="seconds for the whole run")
+    parser.add_argument(
+        "--admin-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        help="a PostgreSQL URL allowed to create and drop databases",
+    )
+    args = parser.parse_args()
+    started = time.monotonic()
+    deadline = started + args.timeout
+    admin = sa.engine.make_url(args.admin_url)
+
+    with ExitStack() as stack:
+        home = Path(tempfile.mkdtemp(prefix="preclose-kill-"))
+        stack.callback(shutil.rmtree, home, ignore_errors=True)
+        prefect_db = stack.enter_context(fresh_database(args.admin_url, "preclose_kill_prefect"))
+        app_db = stack.enter_context(fresh_database(args.admin_url, "preclose_kill_app"))
+        offergrid = stack.enter_context(local_offergrid())
+        os.environ.update(
+            environment(
+                home=home,
+                prefect_db=admin.set(
+                    drivername="postgresql+asyncpg", database=prefect_db
+                ).render_as_string(hide_password=False),
+                app_url=admin.set(
+                    drivername="postgresql+psycopg", database=app_db
+                ).render_as_string(hide_password=False),
+                sandbox_url=offergrid.url,
+                api_url=f"http://127.0.0.1:{BASE_PORT}/api",
+            )
+        )
+        # The rate limit of the scale-out script is deliberately tight; here Offergrid's own.
+        os.environ["PRECLOSE_RATE_LIMIT_PER_MINUTE"] = "100"
+        # A run its killed worker left "running" is taken as lost after this long.
+        os.environ["PRECLOSE_RECONCILE_STALE_MINUTES"] = "1"
+        os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+        from preclose.db import dispose_engines, get_engine
+        from preclose.serve import prefect_server, threaded_app
+
+        stack.callback(dispose_engines)
+        print(f"Prefect server on PostgreSQL ({prefect_db}), preclose tables in {app_db}")
+        stack.enter_context(prefect_server(BASE_PORT, home / "server.log"))
+        get_engine()
+        deploy_everything()
+
+        from preclose.api import create_api
+        from preclose.api.auth import issue_api_key
+        from preclose.runtime import db_session
+        from preclose.settings import get_settings
+
+        app = create_api(get_settings())
+        clock = offergrid.sandbox.clock
+        app.state.now = clock.now
+        api = stack.enter_context(threaded_app(app, BASE_PORT + 1, "closings API"))
+        with db_session() as session:
+            key, _ = issue_api_key(session=session, name="kill-test", read_only=False)
+
+        logs = {name: stack.enter_context((home / f"{name}.log").open("wb")) for name in "abcd"}
+        workers = {name: start_worker(f"worker-{name}", logs[name]) for name in "ab"}
+        for process in workers.values():
+            stack.callback(lambda p=process: p.poll() is None and stop_group(p, signal.SIGTERM))
+
+        from scripts.scale_out import sample_closings_for
+
+        closings = sample_closings_for(clock.now().date(), args.closings)
+        codes: Counter[int] = Counter()
+        with httpx.Client(base_url=api, headers={"x-api-key": key}, timeout=60) as http:
+            for closing in closings:
+                body = closing.model_copy(
+                    update={"crm_closing_id": closing.crm_closing_id.replace("SCALE", "KILL")}
+                ).model_dump(mode="json")
+                codes[http.post("/closings", json=body).status_code] += 1
+        print(f"POSTed {len(closings)} closings: {dict(codes)}")
+
+        def planned() -> int:
+            statuses = closing_statuses()
+            return sum(n for status, n in statuses.items() if status != "received")
+
+        target = max(1, len(closings) // 5)
+        while planned() < target and time.monotonic() < deadline:
+            time.sleep(1)
+        print(f"{planned()} planned: SIGTERM to worker-a and its flow runs")
+        stop_group(workers["a"], signal.SIGTERM)
+        target = planned() + max(1, len(closings) // 5)
+        while planned() < target and time.monotonic() < deadline:
+            time.sleep(1)
+        print(f"{planned()} planned: SIGKILL to worker-b and its flow runs")
+        stop_group(workers["b"], signal.SIGKILL)
+        left = len(closings) - planned()
+        print(f"Both workers down; {left} closings not planned yet; starting two fresh workers")
+        for name in "cd":
+            process = start_worker(f"worker-{name}", logs[name])
+            stack.callback(lambda p=process: p.poll() is None and stop_group(p, signal.SIGTERM))
+
+        from prefect.deployments import run_deployment
+
+        from deployments.names import PLACE_DUE, RECONCILE
+
+        restarted = 0
+        while time.monotonic() < deadline:
+            run = run_deployment(RECONCILE, timeout=300, as_subflow=False)
+            result = run.state.result() if run.state and run.state.is_completed() else None  # type: ignore[union-attr]
+            restarted += len(result.restarted) if result is not None else 0
+            if unfinished_requests() == 0:
+                break
+            time.sleep(20)
+        print(
+            f"Reconciler started {restarted} runs again; unfinished requests: "
+            f"{unfinished_requests()}"
+        )
+        placed = run_deployment(
+            PLACE_DUE, parameters={"as_of": clock.now().isoformat()}, timeout=600, as_subflow=False
+        )
+        print(f"place due orders -> {placed.state.name if placed.state else '?'}")  # type: ignore[union-attr]
+
+        statuses = closing_statuses()
+        print()
+        print(f"Closings accepted (202): {codes.get(202, 0)} of {len(closings)}")
+        print(f"Closings by state: {dict(statuses)}")
+        print(
+            f"Planned: {sum(n for s, n in statuses.items() if s != 'received')}; "
+            f"left unplanned: {statuses.get('received', 0)}"
+        )
+        for name, value in order_figures(offergrid.sandbox, clock.now().date()).items():
+            print(f"{name}: {value}")
+        print("Flow runs by state:")
+        for key_, n in sorted(run_states().items()):
+            print(f"  {key_:<40} {n:>5}")
+        print(f"Elapsed: {time.monotonic() - started:.0f} s")
+        ok = statuses.get("received", 0) == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
