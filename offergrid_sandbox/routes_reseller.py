@@ -83,9 +83,7 @@ async def place_order(
     sandbox = current_sandbox(request)
     if sandbox.faults.config.ignore_idempotency_key:
         key = None  # the fault switch: the key is read (and validated) but never honoured
-    status, body, replayed = sandbox.create_order(
-        principal.team_id, payload, idempotency_key=key
-    )
+    status, body, replayed = sandbox.create_order(principal.team_id, payload, idempotency_key=key)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return JSONResponse(body, status_code=status, headers=headers)
 
