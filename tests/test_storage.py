@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -263,6 +264,66 @@ def test_migration_is_idempotent_and_reversible(empty_database_url: str) -> None
         assert set(inspect(db).get_table_names()) <= {"alembic_version"}
         migrate(db)
         assert set(inspect(db).get_table_names()) >= set(all_tables().tables)
+    finally:
+        db.dispose()
+
+
+def test_lifecycle_migration_renames_statuses_and_leaves_old_requests_be(
+    empty_database_url: str,
+) -> None:
+    """0003 turns `planning` into `planned` (a plan is stored) or `received` (none yet), and
+    takes requests whose run was started before it as finished, for the reconciler to leave."""
+    db = make_engine(empty_database_url)
+    try:
+        migrate(db, "0002")
+        now = datetime(2026, 11, 1, tzinfo=UTC)
+        typed = {name: sa.bindparam(name, type_=sa.Uuid()) for name in ("id", "closing", "run")} | {
+            "now": sa.bindparam("now", type_=sa.DateTime(timezone=True))
+        }
+
+        def sql(statement: str) -> Any:
+            wanted = [typed[name] for name in typed if f":{name}" in statement]
+            return text(statement).bindparams(*wanted)
+
+        ids = {name: uuid.uuid4() for name in ("planned", "received", "line", "request")}
+        with db.begin() as connection:
+            for name in ("planned", "received"):
+                connection.execute(
+                    sql(
+                        "INSERT INTO closing (id, crm_closing_id, status, property_type, "
+                        "occupancy, zip_code, state, time_zone, closing_date, move_in_date, "
+                        "test_mode, request, created_at, updated_at, version) VALUES (:id, :crm, "
+                        "'planning', 'single_family', 'primary', '78701', 'TX', "
+                        "'America/Chicago', '2027-01-01', '2027-01-01', false, '{}', :now, :now, 1)"
+                    ),
+                    {"id": ids[name], "crm": f"MIG-{name}", "now": now},
+                )
+            connection.execute(
+                sql(
+                    "INSERT INTO plan_line (id, closing_id, category, importance, reason, "
+                    "service_date, placement_date, state, at_risk, attempt, runners_up, "
+                    "created_at, updated_at) VALUES (:id, :closing, 'internet', 'essential', "
+                    "'', '2027-01-01', '2026-12-01', 'planned', false, 1, '[]', :now, :now)"
+                ),
+                {"id": ids["line"], "closing": ids["planned"], "now": now},
+            )
+            connection.execute(
+                sql(
+                    "INSERT INTO crm_request (id, closing_id, kind, idempotency_key, "
+                    "flow_run_id, received_at) VALUES (:id, :closing, 'start', 'start:x', "
+                    ":run, :now)"
+                ),
+                {"id": ids["request"], "closing": ids["planned"], "run": uuid.uuid4(), "now": now},
+            )
+        migrate(db)
+        with db.connect() as connection:
+            rows = connection.execute(text("SELECT crm_closing_id, status FROM closing")).all()
+            statuses = {crm_id: status for crm_id, status in rows}
+            attempt, finished = connection.execute(
+                sql("SELECT attempt, finished_at FROM crm_request")
+            ).one()
+        assert statuses == {"MIG-planned": "planned", "MIG-received": "received"}
+        assert attempt == 1 and finished is not None
     finally:
         db.dispose()
 
