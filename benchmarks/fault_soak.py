@@ -6,7 +6,7 @@ requests answered 5xx, 2% of order placements committed then answered 5xx, `Idem
 ignored, and webhooks 20% dropped, 20% duplicated and reordered, delivered to preclose's own
 receiver (the HTTP app on loopback).
 preclose runs its flows in this process, as its schedules would: `place due orders` and
-`sync orders` every simulated half day, and `follow up closing` for each closing a webhook moved
+`sync orders` every simulated day, and `follow up closing` for each closing a webhook moved
 (what the deployment trigger does in `preclose serve`). Rate windows are scaled so a run takes
 minutes. Prints:
 
@@ -144,10 +144,10 @@ def run(args: argparse.Namespace) -> None:
             now = START
             for closing in closings:
                 tally("coordinate", coordinate_closing(closing, as_of=now, return_state=True))
-            print(f"  coordinated in {time.perf_counter() - wall0:.0f} s")
-            step = timedelta(hours=12)
+            print(f"  coordinated in {time.perf_counter() - wall0:.0f} s", flush=True)
+            step = timedelta(days=1)
             seen = datetime.now(START.tzinfo)
-            for index in range(int(args.days * 2)):
+            for index in range(int(args.days)):
                 server.sandbox.advance(step.total_seconds())
                 now = server.sandbox.clock.now()
                 marker = datetime.now(START.tzinfo)
@@ -156,8 +156,8 @@ def run(args: argparse.Namespace) -> None:
                 seen = marker
                 tally("place", place_due_orders(as_of=now, return_state=True))
                 tally("sync", sync_orders(as_of=now, return_state=True))
-                if index % 20 == 19:
-                    print(f"  day {(index + 1) // 2}: {time.perf_counter() - wall0:.0f} s")
+                if index % 10 == 9:
+                    print(f"  day {index + 1}: {time.perf_counter() - wall0:.0f} s", flush=True)
         stats = httpx.get(f"{url}/sandbox/requests").json()["byEndpoint"]
         offergrid_orders = httpx.get(f"{url}/sandbox/orders").json()
     report(states, failures, offergrid_orders, stats, len(closings), time.perf_counter() - wall0)

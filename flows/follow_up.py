@@ -22,6 +22,7 @@ from tasks.tracking import (
     assess_risks,
     fill_account_numbers,
     item_news,
+    lacks_account_numbers,
     repick_candidates,
 )
 
@@ -40,9 +41,8 @@ def follow_up(
     if all_risks:
         # Time-based risks and re-picks may concern closings no status change touched.
         risks = assess_risks(as_of)
-        touched |= {risk.closing_id for risk in risks} | set(repick_candidates())
+        touched |= {risk.closing_id for risk in risks} | set(repick_candidates(None))
     summary = FollowUpSummary()
-    fulfilled = set(advance_closings(touched))
     for closing_id in sorted(touched):
         try:
             own = [r for r in risks if r.closing_id == closing_id]
@@ -57,8 +57,7 @@ def follow_up(
                 type(err).__name__,
             )
             summary.failed_closings.append(crm_id)
-    fulfilled |= set(advance_closings(touched))
-    summary.fulfilled_closings = sorted(fulfilled)
+    summary.fulfilled_closings = sorted(advance_closings(touched))
     return summary
 
 
@@ -67,7 +66,9 @@ def _follow_up_one(
 ) -> tuple[int, int]:
     """News, re-picks, risks and artifacts of one closing; returns (messages told, risks)."""
     told = 0
-    fill_account_numbers(closing_id)
+    # A task run only where there is work: most follow-ups have no account number to look up.
+    if lacks_account_numbers(closing_id):
+        fill_account_numbers(closing_id)
     for news in item_news(closing_id):
         audiences = notify_milestone(
             closing_id,
@@ -80,7 +81,8 @@ def _follow_up_one(
         )
         told += len(audiences)
     # A rejected or failed order: the next best offer goes out now, or a person is asked.
-    repick_rejected(as_of, [closing_id])
+    if closing_id in repick_candidates([closing_id]):
+        repick_rejected(as_of, [closing_id])
     if assess:
         risks = assess_risks(as_of, closing_id)
     for risk in risks:

@@ -72,11 +72,25 @@ def open_item_ids(as_of: datetime) -> list[str]:
         ]
 
 
-def repick_candidates() -> list[uuid.UUID]:
-    """The live closings that have a line to re-pick (its order ended unfulfilled)."""
+def repick_candidates(closing_ids: Iterable[uuid.UUID] | None) -> list[uuid.UUID]:
+    """The live closings (of these, or all) that have a line to re-pick (its order ended
+    unfulfilled)."""
     with db_session() as session:
-        lines = repository.list_lines_to_repick(session=session)
+        scope: list[uuid.UUID | None] = list(closing_ids) if closing_ids is not None else [None]
+        lines = [
+            line
+            for closing_id in scope
+            for line in repository.list_lines_to_repick(session=session, closing_id=closing_id)
+        ]
     return sorted({line.closing_id for line in lines})
+
+
+def lacks_account_numbers(closing_id: uuid.UUID) -> bool:
+    """Whether a live service of the closing has no account number yet."""
+    with db_session() as session:
+        return bool(
+            repository.list_live_items_without_account(session=session, closing_id=closing_id)
+        )
 
 
 @task(name="fill account numbers", cache_policy=NONE, **OFFERGRID_TASK_OPTIONS)
