@@ -1,11 +1,12 @@
-"""The CRM's way in from Python: start or change a closing; each request is stored before its run.
+"""The CRM's way in from Python: start, change or retry a closing; each request is stored first.
 
-Both calls first commit what was asked (the closing, or the change), then create the flow run of
-the matching deployment and return at once with its ID. The run is created under an idempotency
-key made from the stored request, so a resend, or a retry after a crash between the two steps,
-finds the same request and the same run: never a second one. A request whose run could not be
-started (Prefect unreachable) stays stored; sending it again starts it, and `start_pending_runs`
-starts every such run in one go.
+Every call first commits what was asked (the closing, the change, the retry), then creates the
+flow run of the matching deployment with the request's ID as its only parameter (the buyer's
+details stay in our tables) and returns at once with the run's ID. The run is created under an
+idempotency key made from the stored request and its attempt, so a resend, or a retry after a
+crash between the two steps, finds the same request and the same run: never a second one. A run
+records its request finished; `restart_stranded` (the `reconcile intake` flow) starts again the
+run of every accepted request no run will finish, and `start_pending_runs` those never started.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from preclose.runtime import db_session
 from preclose.settings import Settings
 
 __all__ = [
-    "FINISHED_STATUSES",
     "ClosingConflictError",
     "ClosingFinishedError",
     "ClosingNotFoundError",
@@ -49,8 +49,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# A closing in one of these states takes no further change (the lifecycle's final states).
-FINISHED_STATUSES = lifecycle.FINAL_STATUSES
 
 
 class ClosingConflictError(ValueError):
