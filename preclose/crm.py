@@ -50,7 +50,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-
 class ClosingConflictError(ValueError):
     """A closing with this CRM ID is stored with different details; `fields` names them."""
 
@@ -342,6 +341,8 @@ def restart_stranded(
         if crm_id in gave_up:
             _needs_attention_after_runs(request.closing_id, request.attempt, settings)
             continue
+        if state == "RUNNING" and request.flow_run_id is not None:
+            _mark_crashed(request.flow_run_id, why)
         logger.info("Starting again the %s run of closing %s: %s", request.kind, crm_id, why)
         with db_session(settings) as session:
             fresh = repository.get_crm_request(session=session, request_id=request.id)
@@ -369,6 +370,18 @@ def _needs_attention_after_runs(
         repository.transition_closing(
             session=session, closing_id=closing_id, event=Event.fail, reason=reason
         )
+
+
+def _mark_crashed(run_id: uuid.UUID, why: str) -> None:
+    """Say in Prefect that a run whose runner was killed is over (it would show running forever)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run_id, Crashed(message=f"Taken as lost: {why}"), force=True)
+    except Exception:  # only the run's display: the restart goes on regardless
+        logger.warning("Could not mark the lost run %s crashed", run_id)
 
 
 def _read_runs(run_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, datetime | None]]:
