@@ -3,7 +3,8 @@
 What it starts, all on loopback (ports 10950+) and all stopped again at the end:
 
 - two fresh PostgreSQL databases (dropped at the end): the Prefect server's and preclose's tables;
-- the local Offergrid (virtual clock, providers that always succeed, rate windows scaled);
+- the local Offergrid (virtual clock, providers that always succeed; the scale-out script's tight
+  rate limit, 6 calls per 2 s window, with our shared limiter scaled the same way);
 - `prefect server start`, a process work pool with every deployment, two workers;
 - preclose's HTTP app (the CRM closings API) with a fresh API key.
 
@@ -31,6 +32,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,6 +48,7 @@ from scripts.scale_out import (  # noqa: E402
     environment,
     fresh_database,
     local_offergrid,
+    wait_for,
 )
 
 BASE_PORT = 10950
@@ -150,11 +153,14 @@ def order_figures(sandbox: Any, today: Any) -> dict[str, int]:
         zones = {c.id: c for c in session.exec(select(Closing)).all()}
         items = session.exec(select(OrderItem).where(OrderItem.offergrid_item_id != None)).all()  # noqa: E711
     ordered = {item.plan_line_id for item in items}
-    # A current line with an offer whose order date has come (at the property; a day's slack).
+    # A current line with an offer whose order date has come (a day's slack for time zones).
     due = [
         line
         for line in lines
-        if line.offer_id and line.placement_date < today and zones.get(line.closing_id)
+        if line.offer_id
+        and line.placement_date < today
+        and zones.get(line.closing_id)
+        and str(line.state) != "cancelled"
     ]
     orders = sandbox.all_orders()
     intents = Counter((o.get("metadata") or {}).get(INTENT_KEY) for o in orders)
@@ -178,6 +184,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--closings", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=2400.0, help="seconds for the whole run")
+    parser.add_argument("--advance-days", type=int, default=14, help="then place what is due")
     parser.add_argument(
         "--admin-url",
         default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
@@ -207,8 +214,6 @@ def main() -> int:
                 api_url=f"http://127.0.0.1:{BASE_PORT}/api",
             )
         )
-        # The rate limit of the scale-out script is deliberately tight; here Offergrid's own.
-        os.environ["PRECLOSE_RATE_LIMIT_PER_MINUTE"] = "100"
         # A run its killed worker left "running" is taken as lost after this long.
         os.environ["PRECLOSE_RECONCILE_STALE_MINUTES"] = "1"
         os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
@@ -286,11 +291,16 @@ def main() -> int:
             f"Reconciler ran {reconciles} times; runs started again: {restarted_runs()}; "
             f"unfinished requests: {unfinished_requests()}"
         )
-        placed = run_deployment(
-            PLACE_DUE, parameters={"as_of": clock.now().isoformat()}, timeout=600, as_subflow=False
-        )
-        print(f"place due orders -> {placed.state.name if placed.state else '?'}")  # type: ignore[union-attr]
-
+        # Then the backlog's orders: days on, every line due by then, placed by two runs at once
+        # (as a retry storm or two schedulers would send them).
+        offergrid.sandbox.advance(timedelta(days=args.advance_days).total_seconds())
+        as_of = clock.now().isoformat()
+        placing = [
+            run_deployment(PLACE_DUE, parameters={"as_of": as_of}, timeout=0, as_subflow=False)
+            for _ in range(2)
+        ]
+        ended = wait_for([run.id for run in placing], deadline)  # type: ignore[union-attr]
+        print(f"place due orders x2 on day {args.advance_days} -> {dict(Counter(ended.values()))}")
         statuses = closing_statuses()
         print()
         print(f"Closings accepted (202): {codes.get(202, 0)} of {len(closings)}")
