@@ -314,3 +314,33 @@ def test_two_coordinations_of_one_closing_plan_and_order_once(offergrid: Sandbox
 # A date change while placing and a fall-through while placing are pinned in tests/test_changes.py
 # (test_date_change_while_an_order_call_is_in_flight_reorders_that_order and
 # test_fall_through_while_an_order_is_being_placed_cancels_that_order), on the same lifecycle.
+
+
+def test_a_placement_run_waiting_on_another_placer_says_so(offergrid: SandboxServer) -> None:
+    """A `place due orders` run whose orders another placer holds ends `Waiting on another
+    placer`, not plain Completed, and sends nothing itself."""
+    from flows.place import WAITING
+    from tasks.orders import PLACEMENT_LEASE, prepare_placements
+
+    closing = _sample(offergrid, 1, "HELD-1")
+    now = offergrid.sandbox.clock.now()
+    coordinate_closing(closing, as_of=now)
+    later = now + timedelta(days=60)
+    with db_session() as session:
+        row = repository.get_closing_by_crm_id(session=session, crm_closing_id="HELD-1")
+        assert row is not None
+    held = prepare_placements.fn(row.id, later)
+    assert held
+    with db_session() as session:
+        for placement_id in held:  # another placer took them, and is still sending
+            claimed = repository.claim_placement(
+                session=session, placement_id=placement_id, lease=PLACEMENT_LEASE
+            )
+            assert claimed is not None
+
+    state = place_due_orders(crm_closing_id="HELD-1", as_of=later, return_state=True)
+
+    assert state.is_completed() and state.name == WAITING
+    assert state.result().held_elsewhere == len(held)
+    assert state.result().orders == []
+    assert _offergrid_items(offergrid) == {}
