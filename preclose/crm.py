@@ -341,7 +341,7 @@ def restart_stranded(
         if crm_id in gave_up:
             _needs_attention_after_runs(request.closing_id, request.attempt, settings)
             continue
-        if state == "RUNNING" and request.flow_run_id is not None:
+        if state in ("PENDING", "RUNNING") and request.flow_run_id is not None:
             _mark_crashed(request.flow_run_id, why)
         logger.info("Starting again the %s run of closing %s: %s", request.kind, crm_id, why)
         with db_session(settings) as session:
@@ -400,8 +400,9 @@ def _read_runs(run_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, datetime 
             )
             for run in runs:
                 state = run.state.type.value if run.state is not None else None
-                if state is not None:
-                    found[run.id] = (state, run.start_time)
+                if state is not None and run.state is not None:
+                    # Since when it is in that state: a pending or running run is measured on it.
+                    found[run.id] = (state, run.state.timestamp)
     return found
 
 

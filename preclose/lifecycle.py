@@ -288,6 +288,7 @@ class NothingOrderable(RuntimeError):
 # Prefect run states after which a request's run will never finish it.
 RESTARTABLE_RUN_STATES = frozenset({"CRASHED", "CANCELLED", "FAILED"})
 _WAITING = frozenset({"SCHEDULED", "PENDING", "PAUSED", "CANCELLING"})
+_TAKEN = frozenset({"PENDING", "RUNNING"})
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,7 @@ class RunFact:
     """What the reconciler knows of an accepted request's run."""
 
     state: str | None  # the run's state type (COMPLETED, CRASHED...), None when there is no run
-    started: datetime | None  # when the run started running, if it did
+    started: datetime | None  # when the run entered its current state (pending, running)
     attempt: int  # how many runs were started for the request so far
 
 
@@ -303,16 +304,17 @@ def restart_decision(run: RunFact, *, now: datetime, stale_after: timedelta) -> 
     """Why an unfinished request's run must be started again, or None to leave it.
 
     A run that is missing, crashed, cancelled (a stopped runner cancels its runs), failed (for a
-    passing reason: a run that failed for a person's reason finished its request), or running for
-    longer than `stale_after` (its runner was killed) is started again; the caller gives up (and
-    asks a person) after its most attempts.
+    passing reason: a run that failed for a person's reason finished its request), or pending or
+    running for longer than `stale_after` (its runner was killed) is started again; the caller
+    gives up (and asks a person) after its most attempts.
     """
     if run.state is None:
         why = "its run was never started"
     elif run.state in RESTARTABLE_RUN_STATES:
         why = f"its run is {run.state.lower()}"
-    elif run.state == "RUNNING" and run.started is not None and now - run.started > stale_after:
-        why = "its run stopped reporting (its runner was stopped)"
+    elif run.state in _TAKEN and run.started is not None and now - run.started > stale_after:
+        # A worker killed after taking the run leaves it pending or running for ever.
+        why = f"its run has been {run.state.lower()} too long (its runner was stopped)"
     elif run.state == "COMPLETED":
         # Finished without recording the request done (a crash in between): record it.
         return None

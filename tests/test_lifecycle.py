@@ -154,7 +154,8 @@ def test_attention_reasons_are_plain() -> None:
         ("RUNNING", 1, False),
         ("RUNNING", 60, True),  # its runner was killed
         ("SCHEDULED", None, False),
-        ("PENDING", None, False),
+        ("PENDING", 1, False),
+        ("PENDING", 60, True),  # its worker was killed after taking it
         ("COMPLETED", 1, False),
     ],
 )
