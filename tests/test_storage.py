@@ -271,11 +271,11 @@ def test_migration_is_idempotent_and_reversible(empty_database_url: str) -> None
 def test_lifecycle_migration_renames_statuses_and_leaves_old_requests_be(
     empty_database_url: str,
 ) -> None:
-    """0004 turns `planning` into `planned` (a plan is stored) or `received` (none yet), and
+    """0005 turns `planning` into `planned` (a plan is stored) or `received` (none yet), and
     takes requests whose run was started before it as finished, for the reconciler to leave."""
     db = make_engine(empty_database_url)
     try:
-        migrate(db, "0003")
+        migrate(db, "0004")
         now = datetime(2026, 11, 1, tzinfo=UTC)
         typed = {name: sa.bindparam(name, type_=sa.Uuid()) for name in ("id", "closing", "run")} | {
             "now": sa.bindparam("now", type_=sa.DateTime(timezone=True))
