@@ -17,13 +17,14 @@ from fastapi import FastAPI
 from sqlmodel import select
 
 from models.closing import ClosingRequest
-from models.tables import Audience, ClosingStatus, CrmRequestKind, PlanLineRow, StatusSource
+from models.tables import Audience, CrmRequestKind, PlanLineRow, StatusSource
 from offergrid.models import Offer
 from offergrid_sandbox.catalog import seed_catalog
 from preclose import repository
 from preclose.api import create_api
 from preclose.api.auth import issue_api_key
 from preclose.db import dispose_engines
+from preclose.lifecycle import Event
 from preclose.pagelinks import page_url
 from preclose.policy import load_policy
 from preclose.recommend import recommend
@@ -75,10 +76,8 @@ def store_closing(
     plan = plan_closing(closing, recommend(closing, offers, rules), rules, as_of=NOW)
     with db_session(settings) as session:
         row, _ = repository.create_or_get_closing(session=session, closing_in=closing)
-        repository.save_plan(session=session, closing_id=row.id, plan=plan)
-        repository.update_closing_status(
-            session=session, closing_id=row.id, status=ClosingStatus.active
-        )
+        repository.save_plan(session=session, closing_id=row.id, plan=plan, first=True)
+        repository.transition_closing(session=session, closing_id=row.id, event=Event.service_live)
         ordered = [
             line
             for line in repository.list_plan_lines(session=session, closing_id=row.id)
