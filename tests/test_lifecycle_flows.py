@@ -252,7 +252,7 @@ def test_a_change_while_coordinate_plans_is_planned_with(
     moved = crm.submit_change(closing.crm_closing_id, change, as_of=now)
     import tasks.planning
 
-    real = tasks.planning.recommend
+    real = tasks.planning.recommend_detailed
     calls: list[int] = []
 
     def recommend_then_change(*args: Any, **kwargs: Any) -> Any:
@@ -268,10 +268,10 @@ def test_a_change_while_coordinate_plans_is_planned_with(
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.planning, "recommend", recommend_then_change)
+    monkeypatch.setattr(tasks.planning, "recommend_detailed", recommend_then_change)
     assert started.flow_run_id and moved.flow_run_id
     assert _execute(started.flow_run_id, offergrid).is_completed()
-    monkeypatch.setattr(tasks.planning, "recommend", real)
+    monkeypatch.setattr(tasks.planning, "recommend_detailed", real)
     assert _execute(moved.flow_run_id, offergrid).is_completed()
 
     assert len(calls) == 2  # planned again from the new request
