@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel
 
@@ -34,6 +36,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # Any constant works; it only has to be the same for every process migrating the same database.
 _PG_MIGRATION_LOCK = 0x70726563  # "prec"
+_SQLITE_MIGRATE_ATTEMPTS = 5
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -122,6 +125,24 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade the database behind `engine` to `revision` (the latest by default)."""
+    if engine.dialect.name != "sqlite":
+        _migrate_once(engine, revision)
+        return
+    # SQLite answers "database is locked" without waiting in a few cases (a read snapshot that
+    # must become a write, a brand-new file's journal switch), so a second process opening the
+    # same new file may lose the race however long its busy timeout; it then finds the winner's
+    # schema on the next try.
+    for attempt in range(_SQLITE_MIGRATE_ATTEMPTS):
+        try:
+            _migrate_once(engine, revision)
+            return
+        except OperationalError as err:
+            if "locked" not in str(err) or attempt == _SQLITE_MIGRATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+
+
+def _migrate_once(engine: Engine, revision: str) -> None:
     config = alembic_config(engine)
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
