@@ -21,7 +21,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from preclose.api import closings, health, pages, webhooks
-from preclose.api.guard import InputGuard
+from preclose.api.guard import judge
 from preclose.settings import Settings, get_settings
 
 __all__ = ["MAX_BODY_BYTES", "create_api", "field_path"]
@@ -67,7 +67,7 @@ async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes,
 
 
 class BodyLimit:
-    """Refuse bodies over `limit` bytes with 413, declared or streamed, before any route runs."""
+    """Refuse oversized (413) and unstorable input (guard.judge) before any route runs."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         """Wrap `app`."""
@@ -99,6 +99,10 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        refusal = judge(scope, body)
+        if refusal is not None:
+            await _send(send, *refusal, [])
+            return
         delivered = False
 
         async def replay() -> Message:
@@ -205,9 +209,8 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(pages.router)
-    # Added last, so outermost: the body limit runs before anything reads the body, then the
-    # guard refuses what no route could store.
+    # Added last, so outermost: the body is read once, within its limit, and what no route
+    # could store (preclose.api.guard.judge) is refused before anything else sees it.
     app.add_middleware(PlainErrors)
-    app.add_middleware(InputGuard)
     app.add_middleware(BodyLimit)
     return app

@@ -13,11 +13,11 @@ import json
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from offergrid.models.webhooks import MAX_INT_DIGITS, json_depth
 
-__all__ = ["MAX_JSON_DEPTH", "InputGuard", "unstorable_field"]
+__all__ = ["MAX_JSON_DEPTH", "judge", "unstorable_field"]
 
 MAX_JSON_DEPTH = 32
 _SKIP_BODY = ("/webhooks/",)
@@ -103,46 +103,3 @@ def judge(scope: Scope, body: bytes) -> tuple[int, bytes] | None:
         }
         return _answer(422, [item])
     return None
-
-
-class InputGuard:
-    """ASGI middleware: answer `judge`'s 4xx for the request it refuses; wrap inside BodyLimit."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        """Wrap `app`."""
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Read the (already size-limited) body, judge the request, then pass it on or answer."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        refusal = judge(scope, body)
-        if refusal is not None:
-            status, payload = refusal
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ]
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": payload})
-            return
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
