@@ -219,17 +219,17 @@ def main() -> int:
         os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
         from preclose.db import dispose_engines, get_engine
         from preclose.serve import prefect_server, threaded_app
+        from preclose.settings import get_settings
 
         stack.callback(dispose_engines)
         print(f"Prefect server on PostgreSQL ({prefect_db}), preclose tables in {app_db}")
-        stack.enter_context(prefect_server(BASE_PORT, home / "server.log"))
+        stack.enter_context(prefect_server(get_settings(), BASE_PORT, home / "server.log"))
         get_engine()
         deploy_everything()
 
         from preclose.api import create_api
         from preclose.api.auth import issue_api_key
         from preclose.runtime import db_session
-        from preclose.settings import get_settings
 
         app = create_api(get_settings())
         clock = offergrid.sandbox.clock

@@ -53,6 +53,7 @@ from offergrid_sandbox.config import (
 )
 from offergrid_sandbox.state import Sandbox
 from preclose.serve import ROOT, prefect_server, threaded_app
+from preclose.settings import get_settings
 
 # Prefect is imported inside functions: its settings are read at import, after the environment
 # below is set.
@@ -342,7 +343,7 @@ def main() -> int:
 
         stack.callback(dispose_engines)  # before the databases are dropped (callbacks run LIFO)
         print(f"Prefect server on PostgreSQL ({prefect_db}), preclose tables in {app_db}")
-        stack.enter_context(prefect_server(port, home / "server.log"))
+        stack.enter_context(prefect_server(get_settings(), port, home / "server.log"))
         get_engine()  # migrate our tables once, before two workers race to
         deploy_everything()
         print(f"Deployed every flow to the process pool {POOL!r}; starting {len(WORKERS)} workers")

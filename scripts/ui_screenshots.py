@@ -29,6 +29,7 @@ from pathlib import Path
 from offergrid_sandbox.config import RESELLER_KEY, SandboxConfig, SimulationConfig
 from offergrid_sandbox.server import running_sandbox
 from preclose.serve import ROOT, prefect_server
+from preclose.settings import get_settings
 
 # Prefect is imported inside functions: its settings are read at import, after the environment
 # below is set.
@@ -144,7 +145,7 @@ def main() -> int:
             PRECLOSE_OFFERGRID_BASE_URL=sandbox.url,
             PRECLOSE_OFFERGRID_API_KEY=RESELLER_KEY,
         )
-        stack.enter_context(prefect_server(port, home / "server.log"))
+        stack.enter_context(prefect_server(get_settings(), port, home / "server.log"))
         from preclose.db import dispose_engines
 
         stack.callback(dispose_engines)
