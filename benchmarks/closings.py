@@ -84,8 +84,8 @@ def make_closings(count: int, zips: int, seed: int) -> list[Any]:
     import random
 
     from models.closing import ClosingRequest
-    from models.samples import sample_closings
     from offergrid_sandbox.catalog import seed_catalog
+    from preclose.app.samples import sample_closings
 
     places = seed_catalog(seed).zip_places
     chosen = sorted(places)[:zips]
@@ -146,7 +146,7 @@ def ceiling_share(scale: float, limit: int) -> tuple[float, int]:
     from sqlmodel import col, select
 
     from models.tables import ApiCall
-    from preclose.runtime import db_session
+    from preclose.app.runtime import db_session
 
     window = 60 * scale
     with db_session() as session:
@@ -210,7 +210,7 @@ def window_figures(
     from sqlmodel import col, select
 
     from models.tables import Closing, OrderItem, PlanLineRow
-    from preclose.runtime import db_session
+    from preclose.app.runtime import db_session
 
     on_time = essential = early = live_lines = insured = 0
     with db_session() as session:
@@ -252,10 +252,10 @@ def run_baseline(closings: list[Any], url: str, days: int) -> dict[str, Any]:
     """The docs' pattern: catalog per closing, an order per service, 5-minute polls (counted)."""
     from offergrid import OffergridClient
     from offergrid_sandbox.config import RESELLER_KEY
-    from preclose.placing import order_request
-    from preclose.recommend import recommend
-    from preclose.runtime import policy
-    from preclose.timing import plan_closing
+    from preclose.app.runtime import policy
+    from preclose.rules.placing import order_request
+    from preclose.rules.recommend import recommend
+    from preclose.rules.timing import plan_closing
 
     rules = policy()
     due: dict[date, list[tuple[Any, str]]] = {}

@@ -74,8 +74,8 @@ def _moved_by_webhooks(since: datetime) -> set[str]:
     from sqlmodel import col, select
 
     from models.tables import WebhookEvent
-    from preclose import repository
-    from preclose.runtime import db_session
+    from preclose.app.runtime import db_session
+    from preclose.storage import repository
 
     with db_session() as session:
         item_ids = session.exec(
@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> None:
     from flows.sync import sync_orders
     from offergrid_sandbox.config import RESELLER_KEY
     from offergrid_sandbox.server import running_sandbox
-    from preclose.api import create_api
-    from preclose.serve import threaded_app
+    from preclose.app.api import create_api
+    from preclose.app.serve import threaded_app
     from preclose.settings import get_settings
 
     base = 10900 + args.port_offset
@@ -175,10 +175,10 @@ def report(
     from sqlmodel import col, func, select
 
     from models.tables import Closing, ClosingStatus, OrderItem, WebhookEvent
-    from preclose import repository
-    from preclose.lifecycle import describe
-    from preclose.placing import INTENT_KEY
-    from preclose.runtime import db_session
+    from preclose.app.runtime import db_session
+    from preclose.rules.lifecycle import describe
+    from preclose.rules.placing import INTENT_KEY
+    from preclose.storage import repository
 
     print(f"\nflow runs by final state ({sum(states.values())}):")
     for key, n in sorted(states.items()):

@@ -53,7 +53,7 @@ def postgres_database(prefix: str) -> Any:
     try:
         yield admin.set(database=name)
     finally:
-        from preclose.db import dispose_engines
+        from preclose.storage.db import dispose_engines
 
         dispose_engines()
         with psycopg.connect(dsn, autocommit=True) as connection:
@@ -62,7 +62,7 @@ def postgres_database(prefix: str) -> Any:
 
 def closings(count: int) -> list[dict[str, Any]]:
     """`count` distinct closings as a CRM sends them, 3 to 8 weeks out, over the sample ZIPs."""
-    from models.samples import sample_closings
+    from preclose.app.samples import sample_closings
 
     today = date.today()
     samples = [s.model_dump(mode="json") for s in sample_closings(today)]
@@ -81,7 +81,7 @@ async def register_deployments() -> None:
     """The coordinate and change deployments, as records only (no worker will run them)."""
     from prefect.client.orchestration import get_client
 
-    from deployments.names import CHANGE, COORDINATE
+    from preclose.names import CHANGE, COORDINATE
 
     async with get_client() as client:
         for name in (COORDINATE, CHANGE):
@@ -122,10 +122,10 @@ def main() -> None:
         else:
             os.environ["PRECLOSE_DATABASE_URL"] = f"sqlite:///{data_dir / 'preclose.db'}"
 
-        from preclose.api.app import create_api
-        from preclose.api.auth import issue_api_key
-        from preclose.runtime import db_session
-        from preclose.serve import prefect_server, threaded_app
+        from preclose.app.api.app import create_api
+        from preclose.app.api.auth import issue_api_key
+        from preclose.app.runtime import db_session
+        from preclose.app.serve import prefect_server, threaded_app
         from preclose.settings import get_settings
 
         settings = get_settings()

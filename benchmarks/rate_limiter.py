@@ -31,8 +31,8 @@ from offergrid import OffergridClient
 from offergrid.errors import RateLimitError
 from offergrid_sandbox.config import RESELLER_TEAM, ApiKeyConfig, RateLimitConfig, SandboxConfig
 from offergrid_sandbox.server import running_sandbox
-from preclose.db import make_engine, open_database
-from preclose.ratelimit import (
+from preclose.storage.db import make_engine, open_database
+from preclose.storage.ratelimit import (
     DatabaseRateLimiter,
     PrefectRateLimiter,
     RateLimiter,

@@ -20,7 +20,7 @@ from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Interval, Schedule
 
 from deployments.forms import label_parameters
-from deployments.names import (
+from preclose.names import (
     CLOSING_RESOURCE_PREFIX,
     CRM_ID_LABEL,
     DEPLOYMENT,

@@ -9,14 +9,15 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.place import place_due_orders
-from flows.runs import as_of_or_now, closing_tag, tag_this_run
+from flows.runs import tag_this_run
 from models.change import ChangeOutcome, ChangeSummary, ClosingChange, ServiceConsequence
 from models.tables import ClosingStatus
 from offergrid.models import Order
-from preclose import lifecycle, repository
-from preclose.lifecycle import ChangeRoute
-from preclose.notify import Milestone
-from preclose.replanning import (
+from preclose.app.runtime import db_session
+from preclose.names import as_of_or_now, closing_tag
+from preclose.rules import lifecycle
+from preclose.rules.lifecycle import ChangeRoute
+from preclose.rules.replanning import (
     Decision,
     Step,
     cannot_cancel,
@@ -26,8 +27,9 @@ from preclose.replanning import (
     service_name,
     stale_contact_fields,
 )
-from preclose.repository import StaleClosingError
-from preclose.runtime import db_session
+from preclose.storage import repository
+from preclose.storage.repository import StaleClosingError
+from preclose.wording.notify import Milestone
 from tasks.artifacts import publish
 from tasks.catalog import cached_fetch_offers
 from tasks.changes import (

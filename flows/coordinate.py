@@ -8,16 +8,18 @@ from datetime import datetime
 from prefect import flow, get_run_logger
 
 from flows.place import place_due_orders
-from flows.runs import as_of_or_now, closing_tag, coordinate_run_name, tag_this_run
+from flows.runs import coordinate_run_name, tag_this_run
 from models.closing import ClosingRequest
 from models.plan import Plan
 from models.summary import ClosingSummary, LineSummary
 from models.tables import ClosingStatus, PlanLineState
-from preclose import lifecycle, repository
-from preclose.lifecycle import NothingOrderable, TransitionRefused
-from preclose.notify import Milestone
-from preclose.repository import StaleClosingError
-from preclose.runtime import db_session
+from preclose.app.runtime import db_session
+from preclose.names import as_of_or_now, closing_tag
+from preclose.rules import lifecycle
+from preclose.rules.lifecycle import NothingOrderable, TransitionRefused
+from preclose.storage import repository
+from preclose.storage.repository import StaleClosingError
+from preclose.wording.notify import Milestone
 from tasks.artifacts import publish
 from tasks.catalog import cached_fetch_offers
 from tasks.closings import load_closing, store_closing

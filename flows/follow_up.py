@@ -8,11 +8,12 @@ from datetime import datetime
 
 from prefect import flow, get_run_logger
 
-from flows.runs import as_of_or_now, closing_tag, follow_up_run_name, tag_this_run
+from flows.runs import follow_up_run_name, tag_this_run
 from models.summary import FollowUpSummary
-from preclose import repository
-from preclose.notify import Milestone
-from preclose.runtime import db_session
+from preclose.app.runtime import db_session
+from preclose.names import as_of_or_now, closing_tag
+from preclose.storage import repository
+from preclose.wording.notify import Milestone
 from tasks.artifacts import publish
 from tasks.notifications import notify_milestone
 from tasks.replan import repick_rejected

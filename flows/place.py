@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 from prefect.states import Completed
 
-from flows.runs import as_of_or_now, closing_tag, place_run_name, tag_this_run
+from flows.runs import place_run_name, tag_this_run
 from models.summary import PlacementSummary
-from preclose import repository
-from preclose.runtime import db_session
+from preclose.app.runtime import db_session
+from preclose.names import as_of_or_now, closing_tag
+from preclose.storage import repository
 from tasks.orders import place_order, prepare_placements
 
 # The state a placement run ends in when another placer holds some of its orders.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from models.summary import ReconcileSummary
-from preclose.crm import restart_stranded
+from preclose.app.crm import restart_stranded
 
 
 @flow(name="reconcile intake")

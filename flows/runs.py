@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from prefect.runtime import flow_run
-
-
-def closing_tag(crm_closing_id: str) -> str:
-    """The tag every run about one closing carries."""
-    return f"closing:{crm_closing_id}"
-
-
-def as_of_or_now(as_of: datetime | None) -> datetime:
-    """The flow's notion of now: the given time (a simulation's clock) or the real one, in UTC."""
-    if as_of is None:
-        return datetime.now(UTC)
-    if as_of.tzinfo is None:
-        raise ValueError("as_of: give a timezone-aware time, e.g. 2026-12-01T09:00:00Z")
-    return as_of.astimezone(UTC)
 
 
 def _as_of_label() -> str:

@@ -9,11 +9,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from flows.follow_up import follow_up
-from flows.runs import as_of_or_now, sync_run_name
+from flows.runs import sync_run_name
 from models.summary import SyncSummary
 from models.tables import StatusSource
+from preclose.names import as_of_or_now
+from preclose.rules.tracking import items_offergrid_lacks, updates_from_orders
 from preclose.settings import get_settings
-from preclose.tracking import items_offergrid_lacks, updates_from_orders
 from tasks.artifacts import publish_health
 from tasks.orders import list_orders
 from tasks.self_serve import LINK_ONLY_READ_MINUTES, live_link_count, record_link_orders

@@ -37,6 +37,8 @@ __all__ = [
     "PlanLinePublic",
     "PlanLineRow",
     "PlanLineState",
+    "RateLimitCall",
+    "RateLimitKey",
     "StatusSource",
     "TZDateTime",
     "WebhookEvent",
@@ -110,7 +112,7 @@ def _tz(**kwargs: Any) -> Any:
 
 
 class ClosingStatus(StrEnum):
-    """Where a closing stands in preclose; preclose.lifecycle owns the moves between them."""
+    """Where a closing stands in preclose; preclose.rules.lifecycle owns the moves between them."""
 
     received = "received"  # accepted, not planned yet
     planned = "planned"  # a plan is stored; nothing ordered yet
@@ -552,3 +554,35 @@ class CrmRequest(SQLModel, table=True):
         default=None, description="When a run finished it (done, refused, or needs attention)."
     )
     outcome: str | None = Field(default=None, max_length=200, description="How it finished.")
+
+
+# The rate limiter's sliding log (preclose/storage/ratelimit.py) ---------------------------------
+
+
+class RateLimitKey(SQLModel, table=True):
+    """One API key's shared limiter state; its row is the lock every acquisition takes."""
+
+    __tablename__ = "rate_limit_key"
+
+    key_fingerprint: str = Field(primary_key=True, max_length=64)
+    paused_until: float = Field(
+        default=0.0,
+        sa_type=sa.Double,
+        description="Epoch seconds before which no call may go (a 429's Retry-After).",
+    )
+    attempts: int = Field(default=0, description="Acquisition attempts, a measure of contention.")
+
+
+class RateLimitCall(SQLModel, table=True):
+    """One admitted call, kept while it is inside the longer window."""
+
+    __tablename__ = "rate_limit_call"
+    __table_args__ = (sa.Index("ix_rate_limit_call_key_fingerprint_at", "key_fingerprint", "at"),)
+
+    # An integer key: this is a high-churn log, and SQLite keeps it as its compact rowid.
+    id: int | None = Field(default=None, primary_key=True)
+    key_fingerprint: str = Field(
+        foreign_key="rate_limit_key.key_fingerprint", ondelete="CASCADE", max_length=64
+    )
+    # Epoch seconds as a float: the limiter does arithmetic on it, and both backends agree on it.
+    at: float = Field(sa_type=sa.Double)

@@ -92,7 +92,7 @@ def closing_statuses() -> Counter[str]:
     from sqlmodel import select
 
     from models.tables import Closing
-    from preclose.runtime import db_session
+    from preclose.app.runtime import db_session
 
     with db_session() as session:
         return Counter(str(c.status) for c in session.exec(select(Closing)).all())
@@ -103,7 +103,7 @@ def unfinished_requests() -> int:
     from sqlmodel import col, func, select
 
     from models.tables import CrmRequest
-    from preclose.runtime import db_session
+    from preclose.app.runtime import db_session
 
     with db_session() as session:
         return int(
@@ -116,7 +116,7 @@ def restarted_runs() -> int:
     from sqlmodel import func, select
 
     from models.tables import CrmRequest
-    from preclose.runtime import db_session
+    from preclose.app.runtime import db_session
 
     with db_session() as session:
         return int(session.exec(select(func.sum(CrmRequest.attempt - 1))).one() or 0)
@@ -145,8 +145,8 @@ def order_figures(sandbox: Any, today: Any) -> dict[str, int]:
     from sqlmodel import select
 
     from models.tables import Closing, OrderItem, PlanLineRow
-    from preclose.placing import CLOSING_REF_KEY, INTENT_KEY
-    from preclose.runtime import db_session
+    from preclose.app.runtime import db_session
+    from preclose.rules.placing import CLOSING_REF_KEY, INTENT_KEY
 
     with db_session() as session:
         lines = session.exec(select(PlanLineRow)).all()
@@ -217,9 +217,9 @@ def main() -> int:
         # A run its killed worker left "running" is taken as lost after this long.
         os.environ["PRECLOSE_RECONCILE_STALE_MINUTES"] = "1"
         os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
-        from preclose.db import dispose_engines, get_engine
-        from preclose.serve import prefect_server, threaded_app
+        from preclose.app.serve import prefect_server, threaded_app
         from preclose.settings import get_settings
+        from preclose.storage.db import dispose_engines, get_engine
 
         stack.callback(dispose_engines)
         print(f"Prefect server on PostgreSQL ({prefect_db}), preclose tables in {app_db}")
@@ -227,9 +227,9 @@ def main() -> int:
         get_engine()
         deploy_everything()
 
-        from preclose.api import create_api
-        from preclose.api.auth import issue_api_key
-        from preclose.runtime import db_session
+        from preclose.app.api import create_api
+        from preclose.app.api.auth import issue_api_key
+        from preclose.app.runtime import db_session
 
         app = create_api(get_settings())
         clock = offergrid.sandbox.clock
@@ -277,7 +277,7 @@ def main() -> int:
 
         from prefect.deployments import run_deployment
 
-        from deployments.names import PLACE_DUE, RECONCILE
+        from preclose.names import PLACE_DUE, RECONCILE
 
         reconciles = 0
         while time.monotonic() < deadline:

@@ -52,7 +52,7 @@ from offergrid_sandbox.config import (
     SimulationConfig,
 )
 from offergrid_sandbox.state import Sandbox
-from preclose.serve import ROOT, prefect_server, threaded_app
+from preclose.app.serve import ROOT, prefect_server, threaded_app
 from preclose.settings import get_settings
 
 # Prefect is imported inside functions: its settings are read at import, after the environment
@@ -211,7 +211,7 @@ def wait_for(run_ids: list[uuid.UUID], deadline: float) -> dict[uuid.UUID, str]:
 
 def sample_closings_for(today: Any, count: int) -> list[Any]:
     """`count` closings made from the five samples, each with its own CRM ID."""
-    from models.samples import sample_closings
+    from preclose.app.samples import sample_closings
 
     samples = sample_closings(today)
     return [
@@ -290,8 +290,8 @@ def order_figures(offergrid: LocalOffergrid) -> tuple[int, int, int, int]:
     from sqlmodel import select
 
     from models.tables import OrderItem
-    from preclose.placing import CLOSING_REF_KEY
-    from preclose.runtime import db_session
+    from preclose.app.runtime import db_session
+    from preclose.rules.placing import CLOSING_REF_KEY
 
     with db_session() as session:
         items = session.exec(select(OrderItem).where(OrderItem.offergrid_item_id != None)).all()  # noqa: E711
@@ -339,7 +339,7 @@ def main() -> int:
                 api_url=f"http://127.0.0.1:{port}/api",
             )
         )
-        from preclose.db import dispose_engines, get_engine
+        from preclose.storage.db import dispose_engines, get_engine
 
         stack.callback(dispose_engines)  # before the databases are dropped (callbacks run LIFO)
         print(f"Prefect server on PostgreSQL ({prefect_db}), preclose tables in {app_db}")
@@ -351,7 +351,7 @@ def main() -> int:
         for name, path in logs.items():
             stack.enter_context(worker(name, stack.enter_context(path.open("wb"))))
 
-        from deployments.names import COORDINATE, PLACE_DUE, SYNC
+        from preclose.names import COORDINATE, PLACE_DUE, SYNC
 
         clock = offergrid.sandbox.clock
         closings = sample_closings_for(clock.now().date(), args.closings)

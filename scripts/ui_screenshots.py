@@ -28,7 +28,7 @@ from pathlib import Path
 
 from offergrid_sandbox.config import RESELLER_KEY, SandboxConfig, SimulationConfig
 from offergrid_sandbox.server import running_sandbox
-from preclose.serve import ROOT, prefect_server
+from preclose.app.serve import ROOT, prefect_server
 from preclose.settings import get_settings
 
 # Prefect is imported inside functions: its settings are read at import, after the environment
@@ -94,7 +94,7 @@ def screenshot(browser: str, url: str, path: Path, *, size: str, profile: Path) 
 def register_deployments() -> str:
     """Apply every deployment to the server (no runner needed for a form); the coordinate ID."""
     from deployments.build import build_deployments
-    from deployments.names import COORDINATE
+    from preclose.names import COORDINATE
 
     ids = {f"{d.flow_name}/{d.name}": d.apply() for d in build_deployments()}
     return str(ids[COORDINATE])
@@ -105,7 +105,7 @@ def coordinate_sample(as_of: datetime) -> str:
     from prefect.client.orchestration import get_client
 
     from flows.coordinate import coordinate_closing
-    from models.samples import sample_closings
+    from preclose.app.samples import sample_closings
     from tasks.artifacts import artifact_key
 
     closing = sample_closings(as_of.date())[0]
@@ -146,7 +146,7 @@ def main() -> int:
             PRECLOSE_OFFERGRID_API_KEY=RESELLER_KEY,
         )
         stack.enter_context(prefect_server(get_settings(), port, home / "server.log"))
-        from preclose.db import dispose_engines
+        from preclose.storage.db import dispose_engines
 
         stack.callback(dispose_engines)
         coordinate_id = register_deployments()

@@ -11,12 +11,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from models.tables import ClosingStatus
-from preclose import repository
-from preclose.integration_health import health_markdown, integration_health
-from preclose.lifecycle import describe
-from preclose.reports import closing_report
-from preclose.runtime import db_session
-from preclose.timeline import timeline_markdown
+from preclose.app.runtime import db_session
+from preclose.rules.lifecycle import describe
+from preclose.storage import repository
+from preclose.storage.integration_health import health_markdown, integration_health
+from preclose.wording.reports import closing_report
+from preclose.wording.timeline import timeline_markdown
 
 
 def artifact_key(prefix: str, crm_closing_id: str) -> str:

@@ -17,12 +17,13 @@ from models.closing import ClosingInputError, ClosingRequest, check_closing_date
 from models.tables import Audience, ClosingStatus, PlacementState, StatusSource
 from offergrid.errors import NotCancellableError
 from offergrid.models import Order
-from preclose import lifecycle, repository
-from preclose.lifecycle import Event, TransitionRefused
-from preclose.notify import Milestone, NotificationContext
-from preclose.placing import CLOSING_REF_KEY, INTENT_KEY
-from preclose.runtime import db_session, offergrid_client
-from preclose.tracking import updates_from_orders
+from preclose.app.runtime import db_session, offergrid_client
+from preclose.rules import lifecycle
+from preclose.rules.lifecycle import Event, TransitionRefused
+from preclose.rules.placing import CLOSING_REF_KEY, INTENT_KEY
+from preclose.rules.tracking import updates_from_orders
+from preclose.storage import repository
+from preclose.wording.notify import Milestone, NotificationContext
 from tasks.notifications import deliver_once
 from tasks.orders import PLACEMENT_LEASE, record_placed
 from tasks.policies import OFFERGRID_TASK_OPTIONS

@@ -9,8 +9,8 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from models.closing import ClosingRequest, check_closing_dates
-from preclose import repository
-from preclose.runtime import db_session
+from preclose.app.runtime import db_session
+from preclose.storage import repository
 
 
 @task(name="store closing", cache_policy=NONE)

@@ -1,6 +1,6 @@
 """Lifecycle tasks: read where a closing stands, mark it for a person, finish a CRM request.
 
-Thin: every status change asks preclose.lifecycle through the repository, under the row lock.
+Thin: every status change asks preclose.rules.lifecycle through the repository, under the row lock.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from models.tables import ClosingStatus
-from preclose import repository
-from preclose.lifecycle import Event, TransitionRefused
-from preclose.notify import Milestone, NotificationContext
-from preclose.runtime import db_session
+from preclose.app.runtime import db_session
+from preclose.rules.lifecycle import Event, TransitionRefused
+from preclose.storage import repository
+from preclose.wording.notify import Milestone, NotificationContext
 from tasks.notifications import deliver_once
 
 logger = logging.getLogger(__name__)

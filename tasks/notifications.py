@@ -11,11 +11,11 @@ from prefect.cache_policies import NONE
 
 from models.closing import ClosingRequest
 from models.tables import Audience
-from preclose import repository
-from preclose.notify import Milestone, NotificationContext, compose, send
-from preclose.pagelinks import page_url
-from preclose.runtime import db_session
+from preclose.app.runtime import db_session
+from preclose.rules.pagelinks import page_url
 from preclose.settings import get_settings
+from preclose.storage import repository
+from preclose.wording.notify import Milestone, NotificationContext, compose, send
 from tasks.closings import load_closing
 
 logger = logging.getLogger(__name__)

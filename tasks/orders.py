@@ -21,8 +21,8 @@ from offergrid.errors import (
     RateLimitError,
 )
 from offergrid.models import Order
-from preclose import repository
-from preclose.placing import (
+from preclose.app.runtime import db_session, endpoint_fingerprint, offergrid_client, policy
+from preclose.rules.placing import (
     DueLine,
     LineWindow,
     find_order_for_intent,
@@ -30,8 +30,8 @@ from preclose.placing import (
     item_windows,
     order_request,
 )
-from preclose.runtime import db_session, endpoint_fingerprint, offergrid_client, policy
-from preclose.tracking import updates_from_orders
+from preclose.rules.tracking import updates_from_orders
+from preclose.storage import repository
 from tasks.policies import OFFERGRID_TASK_OPTIONS
 from tasks.self_serve import record_buyer_customer
 from tasks.tracking import record_update

@@ -6,11 +6,11 @@ errors, and anything that is not an Offergrid error; those fail at once, with a 
 can act on (`failure_message`), logged by the `on_failure` hook.
 
 A 429 waits at least what Offergrid asked (Retry-After). Prefect fixes each retry's delay up front,
-so that floor is kept by the shared rate limiter instead (preclose.ratelimit): the limited HTTP
-client defers the key's limiter by Retry-After as soon as a 429 arrives, and the retry's first call
-blocks in `acquire()` until then. A 429 is a statement about the API key, not about one task: this
-way every task, worker and process using the key pauses, not only the one that was told, and the
-retry condition stays a pure decision with no sleeping in it.
+so that floor is kept by the shared rate limiter instead (preclose.storage.ratelimit): the limited
+HTTP client defers the key's limiter by Retry-After as soon as a 429 arrives, and the retry's first
+call blocks in `acquire()` until then. A 429 is a statement about the API key, not about one task:
+this way every task, worker and process using the key pauses, not only the one that was told, and
+the retry condition stays a pure decision with no sleeping in it.
 
 Flows splat the options into the decorator: ``@task(**OFFERGRID_TASK_OPTIONS)``; tests take
 ``offergrid_task_options(RetryPolicy(retries=2, base_delay_seconds=0))``.

@@ -14,9 +14,9 @@ from prefect.cache_policies import NONE
 from models.plan import CategoryPick, Importance, Plan
 from models.tables import ClosingStatus, OrderItem, PlanLineRow, PlanLineState
 from offergrid.models import Category, Order
-from preclose import lifecycle, repository
-from preclose.notify import Milestone
-from preclose.replanning import (
+from preclose.app.runtime import db_session, policy
+from preclose.rules import lifecycle
+from preclose.rules.replanning import (
     Decision,
     OrderedService,
     carry_flags,
@@ -27,9 +27,10 @@ from preclose.replanning import (
     picks_from_lines,
     service_window,
 )
-from preclose.runtime import db_session, policy
+from preclose.rules.timing import plan_closing, service_timing
 from preclose.settings import get_settings
-from preclose.timing import plan_closing, service_timing
+from preclose.storage import repository
+from preclose.wording.notify import Milestone
 from tasks.changes import conveyed_move_in, orders_by_id, tell
 from tasks.orders import place_order
 

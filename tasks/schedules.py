@@ -2,7 +2,7 @@
 
 `sync_closing_schedule` makes a closing's scheduled runs of the PLACE_DUE deployment match its
 planned lines (one run per future placement date, at 08:00 at the property); the decisions are in
-`preclose.placement_runs`. `cancel_closing_schedule` cancels them all (the deal fell through).
+`preclose.rules.placement_runs`. `cancel_closing_schedule` cancels them all (the deal fell through).
 Where the deployment is not registered (the demo, most tests run flows directly) both log once
 and do nothing: the daily all-closings run of the same deployment covers every closing anyway.
 """
@@ -35,18 +35,17 @@ from prefect.context import MissingContextError
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Scheduled
 
-from deployments.names import PLACE_DUE
-from flows.runs import as_of_or_now, closing_tag
 from models.tables import PlanLineState
-from preclose import repository
-from preclose.placement_runs import (
+from preclose.app.runtime import db_session
+from preclose.names import PLACE_DUE, as_of_or_now, closing_tag
+from preclose.rules.placement_runs import (
     PlacementRun,
     PlannedLine,
     ScheduledRun,
     schedule_changes,
     wanted_runs,
 )
-from preclose.runtime import db_session
+from preclose.storage import repository
 
 __all__ = ["cancel_closing_schedule", "sync_closing_schedule"]
 

@@ -27,9 +27,9 @@ from offergrid.models.directory import (
     UpdateCustomerRequest,
     UpdateLinkRequest,
 )
-from preclose import repository
-from preclose.repository import self_serve as store
-from preclose.runtime import db_session, offergrid_client
+from preclose.app.runtime import db_session, offergrid_client
+from preclose.storage import repository
+from preclose.storage.repository import self_serve as store
 from tasks.policies import OFFERGRID_TASK_OPTIONS
 
 logger = logging.getLogger(__name__)

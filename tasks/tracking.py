@@ -22,16 +22,17 @@ from models.tables import (
     StatusSource,
 )
 from offergrid.models.enums import FULFILLED
-from preclose import lifecycle, repository
-from preclose.notify import Milestone
-from preclose.runtime import db_session, offergrid_client
-from preclose.tracking import (
+from preclose.app.runtime import db_session, offergrid_client
+from preclose.rules import lifecycle
+from preclose.rules.tracking import (
     NO_RESPONSE_REASON,
     ItemFacts,
     ItemUpdate,
     milestone_for,
     risk_of,
 )
+from preclose.storage import repository
+from preclose.wording.notify import Milestone
 from tasks.notifications import told_key
 from tasks.policies import OFFERGRID_TASK_OPTIONS
 

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from preclose.db import all_tables, make_engine, migrate, normalize_url
+from preclose.storage.db import all_tables, make_engine, migrate, normalize_url
 
 __all__ = [
     "BACKENDS",

@@ -12,8 +12,8 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 
 from offergrid_sandbox.config import RESELLER_KEY, SandboxConfig, SimulationConfig
 from offergrid_sandbox.server import SandboxServer, running_sandbox
-from preclose.db import dispose_engines
 from preclose.settings import get_settings
+from preclose.storage.db import dispose_engines
 
 
 @contextmanager

@@ -20,18 +20,18 @@ from models.closing import ClosingRequest
 from models.tables import Audience, CrmRequestKind, PlanLineRow, StatusSource
 from offergrid.models import Offer
 from offergrid_sandbox.catalog import seed_catalog
-from preclose import repository
-from preclose.api import create_api
-from preclose.api.auth import issue_api_key
-from preclose.db import dispose_engines
-from preclose.lifecycle import Event
-from preclose.pagelinks import page_url
-from preclose.policy import load_policy
-from preclose.recommend import recommend
-from preclose.repository import self_serve
-from preclose.runtime import db_session
+from preclose.app.api import create_api
+from preclose.app.api.auth import issue_api_key
+from preclose.app.runtime import db_session
+from preclose.rules.lifecycle import Event
+from preclose.rules.pagelinks import page_url
+from preclose.rules.policy import load_policy
+from preclose.rules.recommend import recommend
+from preclose.rules.timing import plan_closing
 from preclose.settings import Settings
-from preclose.timing import plan_closing
+from preclose.storage import repository
+from preclose.storage.db import dispose_engines
+from preclose.storage.repository import self_serve
 from tests.fixtures_planning import closing_data
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)

@@ -17,17 +17,17 @@ from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, tempor
 from sqlmodel import select
 from starlette.testclient import TestClient
 
-from deployments.names import CHANGE, COORDINATE
 from models.closing import ClosingRequest
 from models.tables import ClosingStatus, CrmRequest
-from preclose import repository
-from preclose.api import create_api
-from preclose.api.app import MAX_BODY_BYTES
-from preclose.api.auth import issue_api_key
-from preclose.db import dispose_engines
-from preclose.lifecycle import Event
-from preclose.runtime import db_session
+from preclose.app.api import create_api
+from preclose.app.api.app import MAX_BODY_BYTES
+from preclose.app.api.auth import issue_api_key
+from preclose.app.runtime import db_session
+from preclose.names import CHANGE, COORDINATE
+from preclose.rules.lifecycle import Event
 from preclose.settings import Settings
+from preclose.storage import repository
+from preclose.storage.db import dispose_engines
 from tests.fixtures_planning import closing_data
 from tests.fixtures_sandbox import free_port
 
@@ -158,7 +158,7 @@ def test_cli_creates_a_key_printed_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`preclose api-key create NAME --read-only` prints a key that reads but cannot write."""
-    from preclose.cli import app as cli
+    from preclose.app.cli import app as cli
     from preclose.settings import get_settings
 
     monkeypatch.setenv("PRECLOSE_DATA_DIR", str(tmp_path))

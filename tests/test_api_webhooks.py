@@ -22,14 +22,7 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from sqlmodel import col, select
 from starlette.testclient import TestClient
 
-from deployments.names import (
-    CLOSING_RESOURCE_PREFIX,
-    COORDINATE,
-    CRM_ID_LABEL,
-    STATUS_CHANGED_EVENT,
-)
 from models.closing import ClosingRequest
-from models.samples import sample_closings
 from models.tables import (
     ItemStatusHistory,
     OrderItem,
@@ -41,13 +34,20 @@ from offergrid.models.enums import status_rank
 from offergrid.signing import sign_webhook
 from offergrid_sandbox.server import SandboxServer
 from offergrid_sandbox.webhooks import WebhookDispatcher
-from preclose import repository
-from preclose.api import create_api
-from preclose.api.app import MAX_BODY_BYTES
-from preclose.api.auth import issue_api_key
-from preclose.db import dispose_engines
-from preclose.runtime import db_session
+from preclose.app.api import create_api
+from preclose.app.api.app import MAX_BODY_BYTES
+from preclose.app.api.auth import issue_api_key
+from preclose.app.runtime import db_session
+from preclose.app.samples import sample_closings
+from preclose.names import (
+    CLOSING_RESOURCE_PREFIX,
+    COORDINATE,
+    CRM_ID_LABEL,
+    STATUS_CHANGED_EVENT,
+)
 from preclose.settings import get_settings
+from preclose.storage import repository
+from preclose.storage.db import dispose_engines
 from tasks.catalog import fetch_offers
 from tasks.closings import store_closing
 from tasks.orders import place_order, prepare_placements

@@ -28,7 +28,6 @@ from flows.place import place_due_orders
 from flows.sync import sync_orders
 from models.change import ChangeOutcome, ClosingChange, ContactChange
 from models.closing import ClosingInputError, ClosingRequest, PropertyAddress
-from models.samples import sample_closings
 from models.tables import (
     Closing,
     ClosingStatus,
@@ -42,10 +41,11 @@ from models.tables import (
 from offergrid import OffergridClient
 from offergrid_sandbox.config import PROVIDER_KEY, SimulationConfig
 from offergrid_sandbox.server import SandboxServer
-from preclose import repository
-from preclose.api.webhooks import handle_delivery
-from preclose.runtime import db_session
+from preclose.app.api.webhooks import handle_delivery
+from preclose.app.runtime import db_session
+from preclose.app.samples import sample_closings
 from preclose.settings import get_settings
+from preclose.storage import repository
 from tasks.orders import place_order, prepare_placements
 from tests import fixtures_db, fixtures_sandbox
 from tests.fixtures_flows import preclose_on_local_offergrid

@@ -19,9 +19,9 @@ from models.closing import (
     mask_name,
     mask_phone,
 )
-from models.samples import sample_closings
 from offergrid_sandbox.catalog import seed_catalog
-from preclose.calendar import BusinessCalendar
+from preclose.app.samples import sample_closings
+from preclose.rules.calendar import BusinessCalendar
 from tests.fixtures_planning import closing_data
 
 

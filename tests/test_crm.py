@@ -16,15 +16,16 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from sqlmodel import col, select
 
-from deployments.names import CHANGE, COORDINATE
 from models.change import ClosingChange, ContactChange
 from models.closing import ClosingInputError, ClosingRequest
 from models.tables import CrmRequest, CrmRequestKind
-from preclose import crm, repository
-from preclose.db import dispose_engines
-from preclose.lifecycle import Event
-from preclose.runtime import db_session
+from preclose.app import crm
+from preclose.app.runtime import db_session
+from preclose.names import CHANGE, COORDINATE
+from preclose.rules.lifecycle import Event
 from preclose.settings import get_settings
+from preclose.storage import repository
+from preclose.storage.db import dispose_engines
 from tests.fixtures_planning import closing_data
 from tests.fixtures_sandbox import free_port
 

@@ -14,7 +14,7 @@ from prefect.events import DeploymentEventTrigger
 
 from deployments.build import ROOT, build_deployments
 from deployments.forms import parameter_form, unlabelled_parameters
-from deployments.names import (
+from preclose.names import (
     CHANGE,
     COORDINATE,
     CRM_ID_LABEL,
@@ -106,7 +106,7 @@ def test_follow_up_is_triggered_by_status_change_events(
     assert trigger.expect == {STATUS_CHANGED_EVENT}
     assert trigger.match.model_dump() == {"prefect.resource.id": "preclose.closing.*"}
     assert trigger.parameters == {
-        "crm_closing_id": "{{ event.resource['preclose.crm-closing-id'] }}"
+        "crm_closing_id": "{{ event.resource['preclose.app.crm-closing-id'] }}"
     }
     assert trigger.threshold == 1 and trigger.enabled
     # The resource the webhook receiver emits matches the pattern and carries the label.

@@ -21,13 +21,13 @@ from flows.coordinate import coordinate_closing
 from flows.place import place_due_orders
 from flows.sync import sync_orders
 from models.closing import ClosingRequest
-from models.samples import sample_closings
 from models.tables import ClosingStatus, OrderItem, Placement, PlacementState, PlanLineRow
 from offergrid_sandbox.config import (
     FaultConfig,
 )
 from offergrid_sandbox.server import SandboxServer
-from preclose.runtime import db_session
+from preclose.app.runtime import db_session
+from preclose.app.samples import sample_closings
 from tasks.artifacts import artifact_key
 from tests.fixtures_flows import preclose_on_local_offergrid
 
@@ -145,7 +145,7 @@ def test_closing_runs_to_fulfilled_with_bulk_sync_and_cached_catalog(
     _drive(offergrid, 45)
 
     with db_session() as session:
-        from preclose import repository
+        from preclose.storage import repository
 
         statuses = [
             repository.get_closing_by_crm_id(session=session, crm_closing_id=c.crm_closing_id)

@@ -21,20 +21,21 @@ from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, get_current_settings, t
 from prefect.states import Crashed, State
 from starlette.testclient import TestClient
 
-from deployments.names import CHANGE, COORDINATE
 from flows.change import change_closing
 from flows.coordinate import coordinate_closing
 from flows.place import place_due_orders
 from flows.sync import sync_orders
 from models.closing import ClosingRequest
-from models.samples import sample_closings
 from models.tables import ClosingStatus, CrmRequest
 from offergrid_sandbox.server import SandboxServer
-from preclose import crm, repository
-from preclose.api import create_api
-from preclose.api.auth import issue_api_key
-from preclose.runtime import db_session
+from preclose.app import crm
+from preclose.app.api import create_api
+from preclose.app.api.auth import issue_api_key
+from preclose.app.runtime import db_session
+from preclose.app.samples import sample_closings
+from preclose.names import CHANGE, COORDINATE
 from preclose.settings import get_settings
+from preclose.storage import repository
 from tests.fixtures_flows import preclose_on_local_offergrid
 
 START = datetime.now(UTC).replace(microsecond=0)

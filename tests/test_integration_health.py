@@ -13,10 +13,10 @@ from offergrid import OffergridClient
 from offergrid.errors import OffergridError
 from offergrid_sandbox.app import create_app
 from offergrid_sandbox.config import RESELLER_KEY, SandboxConfig
-from preclose.cli import health as health_command
-from preclose.integration_health import integration_health
-from preclose.runtime import _recorder, db_session
+from preclose.app.cli import health as health_command
+from preclose.app.runtime import _recorder, db_session
 from preclose.settings import get_settings
+from preclose.storage.integration_health import integration_health
 from tests.fixtures_pages import NOW, StoredClosing
 from tests.fixtures_pages import stored as stored
 

@@ -9,8 +9,14 @@ import pytest
 from models.tables import ClosingStatus, PlanLineState
 from offergrid.errors import AuthenticationError, InternalServerError, NotFoundError
 from offergrid.models import ErrorBody
-from preclose import lifecycle
-from preclose.lifecycle import ChangeRoute, Event, NothingOrderable, RunFact, TransitionRefused
+from preclose.rules import lifecycle
+from preclose.rules.lifecycle import (
+    ChangeRoute,
+    Event,
+    NothingOrderable,
+    RunFact,
+    TransitionRefused,
+)
 
 S = ClosingStatus
 NOW = datetime(2027, 3, 1, 12, tzinfo=UTC)

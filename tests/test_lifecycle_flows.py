@@ -19,19 +19,20 @@ from prefect.client.orchestration import get_client
 from sqlalchemy import update
 from sqlmodel import select
 
-from deployments.names import CHANGE, COORDINATE
 from flows.coordinate import coordinate_closing
 from flows.follow_up import follow_up_closing
 from flows.place import place_due_orders
 from flows.sync import sync_orders
 from models.change import ClosingChange
 from models.closing import ClosingRequest
-from models.samples import sample_closings
 from models.tables import Closing, ClosingStatus, OrderItem, PlanLineRow, StatusSource
 from offergrid_sandbox.config import PROVIDER_KEY
 from offergrid_sandbox.server import SandboxServer
-from preclose import crm, repository
-from preclose.runtime import db_session
+from preclose.app import crm
+from preclose.app.runtime import db_session
+from preclose.app.samples import sample_closings
+from preclose.names import CHANGE, COORDINATE
+from preclose.storage import repository
 from tests.fixtures_flows import preclose_on_local_offergrid
 from tests.test_intake import _execute
 
@@ -109,7 +110,7 @@ def _stamp(server: SandboxServer, item_id: str, status: str) -> datetime:
 
 
 def _webhook(item_id: str, status: str, at: datetime, **facts: Any) -> bool:
-    """What the receiver does with one verified event (preclose.api.webhooks._apply)."""
+    """What the receiver does with one verified event (preclose.app.api.webhooks._apply)."""
     with db_session() as session:
         return repository.upsert_item_status(
             session=session,

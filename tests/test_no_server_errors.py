@@ -25,14 +25,14 @@ from prefect.client.orchestration import get_client
 from schemathesis import GenerationMode
 from starlette.testclient import TestClient
 
-from deployments.names import CHANGE, COORDINATE
 from offergrid_sandbox.app import create_app
 from offergrid_sandbox.config import HYBRID_KEY, SandboxConfig
-from preclose.api import create_api
-from preclose.api.auth import issue_api_key
-from preclose.db import dispose_engines
-from preclose.runtime import db_session
+from preclose.app.api import create_api
+from preclose.app.api.auth import issue_api_key
+from preclose.app.runtime import db_session
+from preclose.names import CHANGE, COORDINATE
 from preclose.settings import Settings
+from preclose.storage.db import dispose_engines
 from tests.fixtures_db import BACKENDS, PostgresUnreachable, postgres_unavailable
 from tests.fixtures_db import temporary_postgres_database as postgres_database
 from tests.fixtures_planning import closing_data

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from models.closing import ClosingRequest, ContactChannel
-from preclose.notify import (
+from preclose.wording.notify import (
     Audience,
     Milestone,
     NotificationContext,

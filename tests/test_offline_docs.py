@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from offergrid_sandbox.app import create_app
-from preclose.api import create_api
+from preclose.app.api import create_api
 from preclose.settings import Settings
 
 

@@ -12,14 +12,14 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from models.tables import Audience
-from preclose.closing_page import what_to_do
-from preclose.pagelinks import (
+from preclose.rules.pagelinks import (
     PageLinkError,
     page_link_secret,
     sign_page_token,
     verify_page_token,
 )
 from preclose.settings import Settings
+from preclose.wording.closing_page import what_to_do
 from tests.fixtures_pages import ACCOUNT, NOTE, RISK, StoredClosing
 from tests.fixtures_pages import stored as stored
 
@@ -174,7 +174,7 @@ def test_cli_prints_a_page_link_that_opens(
     stored: StoredClosing, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`preclose page-link CRM-ID --for buyer` prints a link that opens the buyer's page."""
-    from preclose.cli import page_link
+    from preclose.app.cli import page_link
     from preclose.settings import get_settings
 
     monkeypatch.setenv("PRECLOSE_DATA_DIR", str(stored.settings.data_dir))

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from models.samples import sample_closings
 from offergrid.models import Order
-from preclose.placing import (
+from preclose.app.samples import sample_closings
+from preclose.rules.placing import (
     CLOSING_REF_KEY,
     INTENT_KEY,
     DueLine,
@@ -22,9 +22,9 @@ from preclose.placing import (
     order_notes,
     order_request,
 )
-from preclose.policy import load_policy
-from preclose.timeline import LineDates, build_timeline, window_chart
-from preclose.tracking import NO_RESPONSE_REASON, ItemFacts, risk_of, updates_from_orders
+from preclose.rules.policy import load_policy
+from preclose.rules.tracking import NO_RESPONSE_REASON, ItemFacts, risk_of, updates_from_orders
+from preclose.wording.timeline import LineDates, build_timeline, window_chart
 from tests.fixtures_planning import make_closing
 
 TODAY = date(2027, 3, 1)

@@ -32,8 +32,8 @@ from offergrid_sandbox.config import (
     SandboxConfig,
 )
 from offergrid_sandbox.server import running_sandbox
-from preclose.db import make_engine, open_database
-from preclose.ratelimit import (
+from preclose.storage.db import make_engine, open_database
+from preclose.storage.ratelimit import (
     DatabaseRateLimiter,
     RateWindows,
     key_fingerprint,

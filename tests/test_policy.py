@@ -11,7 +11,7 @@ import pytest
 from models.closing import Occupancy, PropertyType
 from models.plan import Importance
 from offergrid.models import Category
-from preclose.policy import Policy, PolicyError, default_policy_text, load_policy
+from preclose.rules.policy import Policy, PolicyError, default_policy_text, load_policy
 from tests.fixtures_planning import energy, insurance, make_closing, make_offer
 
 POLICY = load_policy()

@@ -19,7 +19,8 @@ from offergrid import OffergridClient
 from offergrid.errors import RateLimitError
 from offergrid_sandbox.config import RESELLER_KEY, RateLimitConfig, SandboxConfig
 from offergrid_sandbox.server import running_sandbox
-from preclose.ratelimit import (
+from preclose.settings import Settings
+from preclose.storage.ratelimit import (
     DatabaseRateLimiter,
     PrefectRateLimiter,
     RateLimiter,
@@ -31,7 +32,6 @@ from preclose.ratelimit import (
     rate_limited_http_client,
     token_bucket,
 )
-from preclose.settings import Settings
 from tests import fixtures_db
 
 engine = fixtures_db.engine  # a migrated database per test: SQLite file, then PostgreSQL
@@ -184,8 +184,8 @@ def test_defer_holds_every_caller_and_never_shortens(engine: Engine) -> None:
 
 _CHILD = """
 import json, sys, time
-from preclose.db import make_engine
-from preclose.ratelimit import DatabaseRateLimiter, RateWindows
+from preclose.storage.db import make_engine
+from preclose.storage.ratelimit import DatabaseRateLimiter, RateWindows
 url, fingerprint, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
 windows = RateWindows(per_minute=10, per_hour=10_000, minute_seconds=0.5, hour_seconds=60)
 limiter = DatabaseRateLimiter(

@@ -11,13 +11,13 @@ import pytest
 
 from models.closing import ClosingRequest, Occupancy, PropertyType
 from models.plan import CategoryPick, Importance
-from models.samples import sample_closings
 from offergrid.models import Category, Offer
 from offergrid_sandbox.catalog import is_visible_to, seed_catalog
 from offergrid_sandbox.config import RESELLER_TEAM
-from preclose.policy import load_policy
-from preclose.recommend import first_year_cost, recommend, recommend_detailed
-from preclose.timing import plan_closing
+from preclose.app.samples import sample_closings
+from preclose.rules.policy import load_policy
+from preclose.rules.recommend import first_year_cost, recommend, recommend_detailed
+from preclose.rules.timing import plan_closing
 from tests.fixtures_planning import (
     ZIP,
     at,
@@ -226,7 +226,7 @@ def test_unknown_categories_are_counted_not_fatal(caplog: pytest.LogCaptureFixtu
         make_offer("n", None),
         make_offer("s", "security"),
     ]
-    with caplog.at_level(logging.WARNING, logger="preclose.recommend"):
+    with caplog.at_level(logging.WARNING, logger="preclose.rules.recommend"):
         result = recommend_detailed(_closing(), offers, POLICY)
     assert result.unknown_category_offers == 3
     assert result.unknown_categories == ["(none)", "moving_services", "tv"]

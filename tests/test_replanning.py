@@ -13,9 +13,8 @@ from models.change import ChangeOutcome, ClosingChange, ContactChange
 from models.plan import OfferChoice, OfferSnapshot
 from models.tables import Audience, PlanLineRow, PlanLineState
 from offergrid.models import Category
-from preclose.notify import Milestone, NotificationContext, compose
-from preclose.policy import load_policy
-from preclose.replanning import (
+from preclose.rules.policy import load_policy
+from preclose.rules.replanning import (
     Decision,
     OrderedService,
     Step,
@@ -30,7 +29,8 @@ from preclose.replanning import (
     service_window,
     stale_contact_fields,
 )
-from preclose.timing import plan_closing, service_timing
+from preclose.rules.timing import plan_closing, service_timing
+from preclose.wording.notify import Milestone, NotificationContext, compose
 from tests.fixtures_planning import at, make_closing
 
 POLICY = load_policy()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from offergrid.models import Order
 from offergrid_sandbox.config import SimulationConfig
-from preclose.serve import SANDBOX_STATE_FILE, local_offergrid_config
+from preclose.app.serve import SANDBOX_STATE_FILE, local_offergrid_config
+from preclose.rules.tracking import items_offergrid_lacks
 from preclose.settings import Settings
-from preclose.tracking import items_offergrid_lacks
 from tests.fixtures_sandbox_core import (
     RESELLER,
     offer_ids_at,

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from offergrid_sandbox.app import create_app
-from preclose.tracking import ItemFacts, risk_of
+from preclose.rules.tracking import ItemFacts, risk_of
 from tests.fixtures_simulation import (
     DALLAS,
     DAY,

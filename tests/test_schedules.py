@@ -21,13 +21,12 @@ from prefect.exceptions import ObjectNotFound
 from sqlmodel import select
 
 from deployments.build import build_deployment, deployment_specs
-from deployments.names import PLACE_DUE
-from models.samples import sample_closings
 from models.tables import PlanLineRow, PlanLineState
-from preclose import repository
-from preclose.db import dispose_engines
-from preclose.lifecycle import Event
-from preclose.placement_runs import (
+from preclose.app.runtime import db_session
+from preclose.app.samples import sample_closings
+from preclose.names import PLACE_DUE
+from preclose.rules.lifecycle import Event
+from preclose.rules.placement_runs import (
     PlacementRun,
     PlannedLine,
     ScheduledRun,
@@ -35,8 +34,9 @@ from preclose.placement_runs import (
     schedule_changes,
     wanted_runs,
 )
-from preclose.runtime import db_session
 from preclose.settings import get_settings
+from preclose.storage import repository
+from preclose.storage.db import dispose_engines
 from tasks import schedules
 from tasks.schedules import cancel_closing_schedule, sync_closing_schedule
 

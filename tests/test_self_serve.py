@@ -21,13 +21,13 @@ from flows.place import place_due_orders
 from flows.sync import sync_orders
 from models.change import ClosingChange, ContactChange
 from models.closing import ClosingRequest
-from models.samples import sample_closings
 from offergrid_sandbox.config import RESELLER_KEY
 from offergrid_sandbox.server import SandboxServer
-from preclose import repository
-from preclose.api import create_api
-from preclose.runtime import db_session
+from preclose.app.api import create_api
+from preclose.app.runtime import db_session
+from preclose.app.samples import sample_closings
 from preclose.settings import get_settings
+from preclose.storage import repository
 from tests.fixtures_flows import preclose_on_local_offergrid
 from tests.test_flows import START
 

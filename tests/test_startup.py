@@ -14,9 +14,8 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from offergrid_sandbox.config import PROVIDER_KEY, RESELLER_KEY
-from preclose import checks, cli, crm
-from preclose.db import dispose_engines
-from preclose.prefect_api import (
+from preclose.app import checks, cli, crm
+from preclose.app.prefect_api import (
     NoPrefectApiError,
     RecordedServer,
     find_prefect_api,
@@ -25,6 +24,7 @@ from preclose.prefect_api import (
     stop_recorded_server,
 )
 from preclose.settings import Settings, get_settings
+from preclose.storage.db import dispose_engines
 from tests.fixtures_planning import closing_data
 from tests.fixtures_sandbox import free_port, live_sandbox, live_sandbox_url, sandbox_config
 

@@ -32,8 +32,9 @@ from models.tables import (
     PlanLineRow,
     StatusSource,
 )
-from preclose import repository as repo
-from preclose.db import (
+from preclose.rules.lifecycle import Event, TransitionRefused
+from preclose.storage import repository as repo
+from preclose.storage.db import (
     alembic_config,
     all_tables,
     dispose_engines,
@@ -44,8 +45,7 @@ from preclose.db import (
     open_database,
     session_scope,
 )
-from preclose.lifecycle import Event, TransitionRefused
-from preclose.repository import PlacedItem, PlacementConflictError
+from preclose.storage.repository import PlacedItem, PlacementConflictError
 from tests import fixtures_db
 from tests.fixtures_db import (
     BACKENDS,

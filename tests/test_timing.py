@@ -9,10 +9,10 @@ import pytest
 from models.closing import ClosingRequest
 from models.plan import CategoryPick, Importance, Plan
 from offergrid.models import Category
-from preclose.calendar import BusinessCalendar, us_federal_holidays
-from preclose.policy import load_policy
-from preclose.recommend import to_choice
-from preclose.timing import plan_closing, service_timing
+from preclose.rules.calendar import BusinessCalendar, us_federal_holidays
+from preclose.rules.policy import load_policy
+from preclose.rules.recommend import to_choice
+from preclose.rules.timing import plan_closing, service_timing
 from tests.fixtures_planning import at, closing_data, make_closing, make_offer
 
 POLICY = load_policy()

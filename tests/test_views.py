@@ -7,10 +7,10 @@ from datetime import date
 from rich.console import Console
 
 from models.plan import Plan
-from preclose.policy import load_policy
-from preclose.recommend import recommend
-from preclose.timing import plan_closing
-from preclose.views import plan_markdown, plan_rows, plan_table
+from preclose.rules.policy import load_policy
+from preclose.rules.recommend import recommend
+from preclose.rules.timing import plan_closing
+from preclose.wording.views import plan_markdown, plan_rows, plan_table
 from tests.fixtures_planning import at, energy, insurance, internet, make_closing, make_offer
 
 POLICY = load_policy()

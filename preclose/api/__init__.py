@@ -1,5 +1,0 @@
-"""The CRM's HTTP way in and Offergrid's webhook receiver, as one FastAPI app (`create_api`)."""
-
-from preclose.api.app import create_api
-
-__all__ = ["create_api"]

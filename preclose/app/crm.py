@@ -1,0 +1,540 @@
+"""The CRM's way in from Python: start, change or retry a closing; each request is stored first.
+
+Every call first commits what was asked (the closing, the change, the retry), then creates the
+flow run of the matching deployment with the request's ID as its only parameter (the buyer's
+details stay in our tables) and returns at once with the run's ID. The run is created under an
+idempotency key made from the stored request and its attempt, so a resend, or a retry after a
+crash between the two steps, finds the same request and the same run: never a second one. A run
+records its request finished; `restart_stranded` (the `reconcile intake` flow) starts again the
+run of every accepted request no run will finish, and `start_pending_runs` those never started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from models.change import ClosingChange
+from models.closing import ClosingRequest, check_closing_dates
+from models.tables import Closing, ClosingStatus, CrmRequest, CrmRequestKind
+from preclose.app.runtime import db_session
+from preclose.names import CHANGE, COORDINATE, closing_tag
+from preclose.rules import lifecycle
+from preclose.rules.lifecycle import Event, TransitionRefused
+from preclose.settings import Settings
+from preclose.storage import repository
+
+__all__ = [
+    "ClosingConflictError",
+    "ClosingFinishedError",
+    "ClosingNotFoundError",
+    "Reconciled",
+    "RunNotStartedError",
+    "Submission",
+    "change_closing",
+    "closing_differences",
+    "restart_stranded",
+    "retry_closing",
+    "start_closing",
+    "start_pending_runs",
+    "submit_change",
+    "submit_closing",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class ClosingConflictError(ValueError):
+    """A closing with this CRM ID is stored with different details; `fields` names them."""
+
+    def __init__(self, crm_closing_id: str, fields: list[str]) -> None:
+        """Name the closing and the differing fields (never their values: they may be personal)."""
+        super().__init__(
+            f"crm_closing_id: closing {crm_closing_id!r} already exists with different "
+            f"{', '.join(fields)}; send a change (PATCH) to change it"
+        )
+        self.crm_closing_id = crm_closing_id
+        self.fields = fields
+
+
+class ClosingNotFoundError(LookupError):
+    """No closing with this CRM ID is known."""
+
+    def __init__(self, crm_closing_id: str) -> None:
+        """Name the unknown CRM ID."""
+        super().__init__(f"crm_closing_id: no closing {crm_closing_id!r} is known")
+        self.crm_closing_id = crm_closing_id
+
+
+class ClosingFinishedError(ValueError):
+    """The closing's state takes no such change (it fell through, or is fulfilled)."""
+
+    def __init__(self, crm_closing_id: str, status: ClosingStatus) -> None:
+        """Name the closing and its current state."""
+        super().__init__(
+            f"crm_closing_id: closing {crm_closing_id!r} is {lifecycle.describe(status)}; "
+            "it takes no further change"
+        )
+        self.crm_closing_id = crm_closing_id
+        self.status = status
+
+
+class RunNotStartedError(RuntimeError):
+    """The request is stored, but its flow run could not be created; send it again to retry."""
+
+    def __init__(self, submission: Submission, reason: str) -> None:
+        """Keep what was stored and a short reason (an exception type, never a secret)."""
+        super().__init__(
+            f"request for closing {submission.crm_closing_id!r} is stored, but its run could "
+            f"not be started ({reason}); send the same request again"
+        )
+        self.submission = submission
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A stored CRM request and the flow run started for it."""
+
+    closing_id: uuid.UUID
+    crm_closing_id: str
+    request_id: uuid.UUID
+    kind: CrmRequestKind
+    new: bool  # False when this was a resend of a request already stored
+    flow_run_id: uuid.UUID | None = None
+
+
+def start_closing(closing: ClosingRequest) -> uuid.UUID:
+    """Store a closing and start its `coordinate closing` run; returns the flow run ID."""
+    submission = submit_closing(closing)
+    assert submission.flow_run_id is not None  # submit_closing raises when it has none
+    return submission.flow_run_id
+
+
+def change_closing(crm_closing_id: str, change: ClosingChange) -> uuid.UUID:
+    """Record a change to a closing and start its `change closing` run; returns the flow run ID."""
+    submission = submit_change(crm_closing_id, change)
+    assert submission.flow_run_id is not None  # submit_change raises when it has none
+    return submission.flow_run_id
+
+
+def submit_closing(
+    closing: ClosingRequest, *, as_of: datetime | None = None, settings: Settings | None = None
+) -> Submission:
+    """Store a closing (once per CRM ID) and start its coordinate run (once per closing).
+
+    Raises ClosingInputError when a new closing is dated in the past, ClosingConflictError when
+    the CRM ID is stored with other details, and RunNotStartedError when the closing is stored
+    but Prefect could not be reached.
+    """
+    now = _now(as_of)
+    sent = closing.model_dump(mode="json")
+    with db_session(settings) as session:
+        row = repository.get_closing_by_crm_id(
+            session=session, crm_closing_id=closing.crm_closing_id
+        )
+        if row is None:
+            # Only a new closing is judged on its dates: a resend of an accepted one days later
+            # must still find it.
+            check_closing_dates(closing, as_of=now)
+            row, _ = repository.create_or_get_closing(session=session, closing_in=closing)
+        differences = closing_differences(row.request, sent)
+        if differences:
+            raise ClosingConflictError(closing.crm_closing_id, differences)
+        request, new = repository.record_crm_request(
+            session=session,
+            closing_id=row.id,
+            kind=CrmRequestKind.start,
+            idempotency_key=f"start:{row.id}",
+        )
+        if row.status == ClosingStatus.needs_attention and not new:
+            # The same POST sent again after a failure is the CRM's way to retry.
+            return retry_closing_submission(closing.crm_closing_id, settings=settings)
+        retried = repository.latest_crm_request(
+            session=session, closing_id=row.id, kind=CrmRequestKind.retry
+        )
+        if not new and retried is not None:
+            request = retried  # a resend after a retry: the retry is the closing's latest run
+        submission = _submission(row, request, new)
+    return _ensure_started(submission, request, settings)
+
+
+def submit_change(
+    crm_closing_id: str,
+    change: ClosingChange,
+    *,
+    as_of: datetime | None = None,
+    settings: Settings | None = None,
+) -> Submission:
+    """Record a change to a closing and start its change run; the same change resent is found.
+
+    A change equal to the closing's latest recorded change is a resend: the same request and run
+    are returned. Raises ClosingNotFoundError, ClosingFinishedError (fell through or cancelled),
+    ClosingInputError (a new closing date in the past) and RunNotStartedError.
+    """
+    now = _now(as_of)
+    body = change.model_dump(mode="json")
+    with db_session(settings) as session:
+        row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_closing_id)
+        if row is None:
+            raise ClosingNotFoundError(crm_closing_id)
+        latest = repository.latest_crm_request(
+            session=session, closing_id=row.id, kind=CrmRequestKind.change
+        )
+        if latest is not None and latest.body == body:
+            request, new = latest, False
+        else:
+            _check_change(row, change, now)
+            # The key names the change it follows, so the same change sent again later (after
+            # another one) is a new request, while two copies sent at once are one request.
+            previous = latest.id.hex if latest is not None else "first"
+            key = f"change:{row.id.hex}:{previous}:{_digest(body)}"
+            request, new = repository.record_crm_request(
+                session=session,
+                closing_id=row.id,
+                kind=CrmRequestKind.change,
+                idempotency_key=key,
+                body=body,
+            )
+        submission = _submission(row, request, new)
+    return _ensure_started(submission, request, settings)
+
+
+def start_pending_runs(*, settings: Settings | None = None) -> list[uuid.UUID]:
+    """Start the run of every stored request that has none yet; returns the runs started.
+
+    Requests whose run still cannot be started stay pending (with the reason recorded). The
+    reconciler (`restart_stranded`) does this and more; this is its first step.
+    """
+    started: list[uuid.UUID] = []
+    with db_session(settings) as session:
+        pending = repository.list_crm_requests(session=session, unstarted=True)
+        jobs = []
+        for request in pending:
+            if request.finished_at is not None:
+                continue
+            row = repository.get_closing(session=session, closing_id=request.closing_id)
+            if row is not None:
+                jobs.append((_submission(row, request, False), request))
+    for submission, request in jobs:
+        try:
+            done = _ensure_started(submission, request, settings)
+        except RunNotStartedError:
+            continue
+        if done.flow_run_id is not None:
+            started.append(done.flow_run_id)
+    return started
+
+
+def retry_closing(crm_closing_id: str, *, settings: Settings | None = None) -> uuid.UUID:
+    """Retry a closing that needs attention; returns the flow run ID (the same one when resent).
+
+    Idempotent: while the retry's run has not finished, asking again returns that run. Raises
+    ClosingNotFoundError, TransitionRefused (the closing does not need attention: the message names
+    its state) and RunNotStartedError.
+    """
+    submission = retry_closing_submission(crm_closing_id, settings=settings)
+    assert submission.flow_run_id is not None
+    return submission.flow_run_id
+
+
+def retry_closing_submission(
+    crm_closing_id: str, *, settings: Settings | None = None
+) -> Submission:
+    """Start the retry of a closing that needs attention (see `retry_closing`), as a Submission."""
+    with db_session(settings) as session:
+        row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_closing_id)
+        if row is None:
+            raise ClosingNotFoundError(crm_closing_id)
+        if row.status != ClosingStatus.needs_attention:
+            latest = repository.latest_crm_request(
+                session=session, closing_id=row.id, kind=CrmRequestKind.retry
+            )
+            if latest is not None and latest.finished_at is None:
+                # A retry already under way: the same request and run (a resend).
+                return _ensure_started(_submission(row, latest, False), latest, settings)
+            raise TransitionRefused(crm_closing_id, ClosingStatus(row.status), Event.retry)
+        # One retry per failure: the key names the moment the closing needed attention.
+        since = row.attention_at.isoformat() if row.attention_at else str(row.version)
+        request, new = repository.record_crm_request(
+            session=session,
+            closing_id=row.id,
+            kind=CrmRequestKind.retry,
+            idempotency_key=f"retry:{row.id.hex}:{since}",
+        )
+        # A concurrent retry of the same failure may have moved it first.
+        with suppress(TransitionRefused):
+            repository.transition_closing(session=session, closing_id=row.id, event=Event.retry)
+        submission = _submission(row, request, new)
+    return _ensure_started(submission, request, settings)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What one reconciliation did: runs started again, requests handed to a person, left be."""
+
+    restarted: list[uuid.UUID]
+    gave_up: list[str]
+    checked: int
+
+
+def restart_stranded(
+    *,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+    grace: timedelta = timedelta(seconds=30),
+) -> Reconciled:
+    """Start again the run of every accepted request that no run will finish (idempotently).
+
+    A request whose run is missing, crashed, cancelled, failed for a passing reason, or stuck
+    running past `settings.reconcile_stale_minutes` gets a new run under a new idempotency key
+    (its attempt number); after `settings.max_run_attempts` runs, the closing needs attention.
+    Requests younger than `grace` are left to the call that accepted them.
+    """
+    from preclose.settings import get_settings
+
+    settings = settings or get_settings()
+    at = _now(now)
+    with db_session(settings) as session:
+        open_requests = repository.list_unfinished_requests(
+            session=session, received_before=at - grace
+        )
+    runs = _read_runs([r.flow_run_id for r in open_requests if r.flow_run_id is not None])
+    stale = timedelta(minutes=settings.reconcile_stale_minutes)
+    restarted: list[uuid.UUID] = []
+    gave_up: list[str] = []
+    for request in open_requests:
+        run = runs.get(request.flow_run_id) if request.flow_run_id else None
+        # No run, or one Prefect no longer has (a reset database): started again.
+        state = run[0] if run else None
+        fact = lifecycle.RunFact(
+            state=state, started=run[1] if run else None, attempt=request.attempt
+        )
+        if state == "COMPLETED":
+            with db_session(settings) as session:
+                repository.finish_crm_request(
+                    session=session, request_id=request.id, outcome="done"
+                )
+            continue
+        why = lifecycle.restart_decision(fact, now=at, stale_after=stale)
+        if why is None:
+            continue
+        with db_session(settings) as session:
+            row = repository.get_closing(session=session, closing_id=request.closing_id)
+            assert row is not None
+            crm_id = row.crm_closing_id
+            if request.attempt >= settings.max_run_attempts:
+                repository.finish_crm_request(
+                    session=session, request_id=request.id, outcome="gave up"
+                )
+                gave_up.append(crm_id)
+            elif not repository.restart_crm_request(
+                session=session, request_id=request.id, attempt=request.attempt
+            ):
+                continue  # another reconciler restarted it first
+        if crm_id in gave_up:
+            _needs_attention_after_runs(request.closing_id, request.attempt, settings)
+            continue
+        if state in ("PENDING", "RUNNING") and request.flow_run_id is not None:
+            _mark_crashed(request.flow_run_id, why)
+        logger.info("Starting again the %s run of closing %s: %s", request.kind, crm_id, why)
+        with db_session(settings) as session:
+            fresh = repository.get_crm_request(session=session, request_id=request.id)
+            assert fresh is not None
+            row = repository.get_closing(session=session, closing_id=request.closing_id)
+            assert row is not None
+            submission = _submission(row, fresh, False)
+        try:
+            done = _ensure_started(submission, fresh, settings)
+        except RunNotStartedError:
+            continue
+        if done.flow_run_id is not None:
+            restarted.append(done.flow_run_id)
+    return Reconciled(restarted=restarted, gave_up=gave_up, checked=len(open_requests))
+
+
+def _needs_attention_after_runs(
+    closing_id: uuid.UUID, attempts: int, settings: Settings | None
+) -> None:
+    reason = (
+        f"Its run stopped {attempts} times without finishing; "
+        "look at the runs' logs in the Prefect UI, then retry."
+    )
+    with db_session(settings) as session, suppress(TransitionRefused):
+        repository.transition_closing(
+            session=session, closing_id=closing_id, event=Event.fail, reason=reason
+        )
+
+
+def _mark_crashed(run_id: uuid.UUID, why: str) -> None:
+    """Say in Prefect that a run whose runner was killed is over (it would show running forever)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run_id, Crashed(message=f"Taken as lost: {why}"), force=True)
+    except Exception:  # only the run's display: the restart goes on regardless
+        logger.warning("Could not mark the lost run %s crashed", run_id)
+
+
+def _read_runs(run_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, datetime | None]]:
+    """Each run's state type and start time, read from Prefect in pages."""
+    if not run_ids:
+        return {}
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    found: dict[uuid.UUID, tuple[str, datetime | None]] = {}
+    with get_client(sync_client=True) as client:
+        for start in range(0, len(run_ids), 200):
+            page = run_ids[start : start + 200]
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=page)), limit=len(page)
+            )
+            for run in runs:
+                state = run.state.type.value if run.state is not None else None
+                if state is not None and run.state is not None:
+                    # Since when it is in that state: a pending or running run is measured on it.
+                    found[run.id] = (state, run.state.timestamp)
+    return found
+
+
+def closing_differences(stored: Any, sent: Any, path: str = "") -> list[str]:
+    """The dotted paths where two closing requests (as JSON data) differ, in document order."""
+    if isinstance(stored, dict) and isinstance(sent, dict):
+        differences: list[str] = []
+        for key in [*stored, *(key for key in sent if key not in stored)]:
+            differences += closing_differences(
+                stored.get(key), sent.get(key), f"{path}.{key}" if path else str(key)
+            )
+        return differences
+    return [] if stored == sent else [path or "body"]
+
+
+# Helpers --------------------------------------------------------------------------------------
+
+
+def _now(as_of: datetime | None) -> datetime:
+    if as_of is None:
+        return datetime.now(UTC)
+    if as_of.tzinfo is None or as_of.utcoffset() is None:
+        raise ValueError("as_of: give a timezone-aware time, e.g. datetime.now(UTC)")
+    return as_of
+
+
+def _digest(body: dict[str, Any]) -> str:
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _check_change(row: Closing, change: ClosingChange, now: datetime) -> None:
+    try:
+        lifecycle.may_change(
+            row.crm_closing_id, ClosingStatus(row.status), fell_through=change.fell_through
+        )
+    except TransitionRefused:
+        raise ClosingFinishedError(row.crm_closing_id, ClosingStatus(row.status)) from None
+    if change.closing_date is not None:
+        # The same rule (and field name) as a new closing's date; only the date is looked at.
+        moved = row.closing_request().model_copy(
+            update={"closing_date": change.closing_date, "move_in_date": None}
+        )
+        check_closing_dates(moved, as_of=now)
+
+
+def _submission(row: Closing, request: CrmRequest, new: bool) -> Submission:
+    return Submission(
+        closing_id=row.id,
+        crm_closing_id=row.crm_closing_id,
+        request_id=request.id,
+        kind=CrmRequestKind(request.kind),
+        new=new,
+        flow_run_id=request.flow_run_id,
+    )
+
+
+def _run_name(kind: CrmRequestKind, crm_closing_id: str) -> str:
+    # Which closing and which step: never the buyer's name or contact details.
+    step = {"start": "coordinate", "retry": "coordinate", "change": "change"}[kind.value]
+    return f"{step} {crm_closing_id}" + (" (retry)" if kind == CrmRequestKind.retry else "")
+
+
+def _deployment(kind: CrmRequestKind) -> str:
+    return CHANGE if kind == CrmRequestKind.change else COORDINATE
+
+
+def _ensure_started(
+    submission: Submission, request: CrmRequest, settings: Settings | None
+) -> Submission:
+    """The submission with its flow run, creating the run unless the request already has one.
+
+    The run takes the request's ID, never the closing's details: the buyer's name, email and phone
+    stay in our tables. Each attempt has its own idempotency key, so a restart is a new run while
+    two calls for the same attempt find one.
+    """
+    if submission.flow_run_id is not None:
+        return submission
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+
+    from preclose.app.prefect_api import NoPrefectApiError, prefect_api
+
+    deployment = _deployment(submission.kind)
+    attempt = f":{request.attempt}" if request.attempt > 1 else ""
+    try:
+        with prefect_api(settings):
+            flow_run = run_deployment(
+                deployment,
+                parameters={"request_id": str(request.id)},
+                timeout=0,
+                tags=[closing_tag(submission.crm_closing_id)],
+                idempotency_key=f"preclose:{submission.kind.value}:{submission.request_id}{attempt}",
+                flow_run_name=_run_name(submission.kind, submission.crm_closing_id),
+                as_subflow=False,
+            )
+    except NoPrefectApiError as err:
+        # Says what to set; it names only the data directory, never a secret.
+        _record_not_started(request.id, "no Prefect server", settings)
+        raise RunNotStartedError(submission, str(err)) from err
+    except Exception as err:
+        # Whatever went wrong reaching Prefect, the request stays stored and can be resent; only
+        # the exception's type is kept, as its message may carry a URL with credentials.
+        reason = type(err).__name__
+        logger.warning(
+            "Could not start the %s run for closing %s: %s",
+            deployment,
+            submission.crm_closing_id,
+            reason,
+        )
+        _record_not_started(request.id, reason, settings)
+        raise RunNotStartedError(submission, reason) from err
+    assert isinstance(flow_run, FlowRun)  # called from sync code: the sync variant ran
+    with db_session(settings) as session:
+        repository.mark_crm_request_started(
+            session=session, request_id=request.id, flow_run_id=flow_run.id
+        )
+    logger.info(
+        "Started %s run %s for closing %s", deployment, flow_run.id, submission.crm_closing_id
+    )
+    return Submission(
+        closing_id=submission.closing_id,
+        crm_closing_id=submission.crm_closing_id,
+        request_id=submission.request_id,
+        kind=submission.kind,
+        new=submission.new,
+        flow_run_id=flow_run.id,
+    )
+
+
+def _record_not_started(request_id: uuid.UUID, reason: str, settings: Settings | None) -> None:
+    with db_session(settings) as session:
+        repository.mark_crm_request_not_started(
+            session=session, request_id=request_id, error=reason
+        )

@@ -1,0 +1,1 @@
+"""Our database: engines and migrations, the repository, the rate-limit log, integration health."""

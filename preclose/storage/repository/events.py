@@ -1,0 +1,146 @@
+"""Webhook events, API calls and notifications."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from models.tables import ApiCall, Audience, Notification, WebhookEvent, utcnow
+from preclose.storage.repository._base import _aware, _commit
+
+# Webhooks, API calls, notifications -----------------------------------------------------------
+
+
+def record_webhook_event(
+    *,
+    session: Session,
+    dedupe_key: str,
+    raw_body: str,
+    signature_ok: bool,
+    event_type: str | None = None,
+    offergrid_order_id: str | None = None,
+    offergrid_item_id: str | None = None,
+    received_at: datetime | None = None,
+) -> WebhookEvent | None:
+    """Store a webhook delivery; None if a verified delivery with this key was already stored.
+
+    Deliveries that fail verification are always stored (for the record) but never claim the key,
+    so a forged copy sent first cannot make the genuine event look like a duplicate.
+    """
+    event = WebhookEvent(
+        dedupe_key=dedupe_key if signature_ok else None,
+        event_type=event_type,
+        offergrid_order_id=offergrid_order_id,
+        offergrid_item_id=offergrid_item_id,
+        raw_body=raw_body,
+        signature_ok=signature_ok,
+        received_at=_aware("received_at", received_at) if received_at else utcnow(),
+    )
+    if signature_ok:
+        seen = session.exec(
+            select(WebhookEvent.id).where(col(WebhookEvent.dedupe_key) == dedupe_key)
+        ).first()
+        if seen is not None:
+            return None
+    session.add(event)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()  # the same delivery, stored by a concurrent request
+        return None
+    return event
+
+
+def mark_webhook_processed(
+    *,
+    session: Session,
+    event_id: uuid.UUID,
+    outcome: str,
+    processed_at: datetime | None = None,
+) -> WebhookEvent | None:
+    """Record what handling a webhook event did (None if there is no such event)."""
+    event = session.get(WebhookEvent, event_id)
+    if event is None:
+        return None
+    event.processed_at = _aware("processed_at", processed_at) if processed_at else utcnow()
+    event.outcome = outcome[:200]
+    _commit(session)
+    return event
+
+
+def record_api_call(
+    *,
+    session: Session,
+    endpoint: str,
+    method: str,
+    status_code: int | None,
+    latency_ms: float,
+    error_type: str | None = None,
+    at: datetime | None = None,
+) -> ApiCall:
+    """Store one call to Offergrid (status None when no response came back)."""
+    call = ApiCall(
+        endpoint=endpoint[:200],
+        method=method.upper(),
+        status_code=status_code,
+        latency_ms=latency_ms,
+        error_type=error_type,
+        at=_aware("at", at) if at else utcnow(),
+    )
+    session.add(call)
+    _commit(session)
+    return call
+
+
+def notification_key(closing_id: uuid.UUID, audience: Audience, milestone: str) -> str:
+    """The default dedupe key: one message per closing, audience and milestone."""
+    return f"{closing_id}:{Audience(audience)}:{milestone}"
+
+
+def record_notification(
+    *,
+    session: Session,
+    closing_id: uuid.UUID,
+    audience: Audience,
+    milestone: str,
+    channel: str,
+    body: str,
+    dedupe_key: str | None = None,
+    sent_at: datetime | None = None,
+) -> Notification | None:
+    """Claim a milestone message; None if it was already told (same dedupe key)."""
+    audience = Audience(audience)
+    key = dedupe_key or notification_key(closing_id, audience, milestone)
+    if session.exec(select(Notification.id).where(col(Notification.dedupe_key) == key)).first():
+        return None
+    notification = Notification(
+        closing_id=closing_id,
+        audience=audience,
+        milestone=milestone,
+        channel=channel,
+        body=body,
+        dedupe_key=key,
+        sent_at=_aware("sent_at", sent_at) if sent_at else None,
+    )
+    session.add(notification)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()  # told concurrently by another run
+        return None
+    return notification
+
+
+def mark_notification_sent(
+    *, session: Session, notification_id: uuid.UUID, sent_at: datetime | None = None
+) -> Notification | None:
+    """Record when a claimed notification went out (None if there is no such notification)."""
+    notification = session.get(Notification, notification_id)
+    if notification is None:
+        return None
+    notification.sent_at = _aware("sent_at", sent_at) if sent_at else utcnow()
+    _commit(session)
+    return notification

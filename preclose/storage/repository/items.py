@@ -1,0 +1,228 @@
+"""Order items: status updates, history and fulfilment checks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, not_, or_
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from models.tables import (
+    Closing,
+    ItemStatusHistory,
+    OrderItem,
+    Placement,
+    PlanLineRow,
+    PlanLineState,
+    StatusSource,
+    utcnow,
+)
+from offergrid.models.enums import FULFILLED, OrderStatus, status_rank
+from preclose.storage.repository._base import (
+    _LINE_STATE_FOR_ITEM,
+    _REPLACEABLE,
+    LIVE_CLOSING_STATUSES,
+    TERMINAL_ITEM_STATUSES,
+    _aware,
+    _commit,
+    _locked,
+)
+from preclose.storage.repository.plans import _current_line_filter
+
+# Order items ----------------------------------------------------------------------------------
+
+
+def get_item_by_offergrid_id(*, session: Session, offergrid_item_id: str) -> OrderItem | None:
+    """The order item with this Offergrid item ID, if any."""
+    statement = select(OrderItem).where(col(OrderItem.offergrid_item_id) == offergrid_item_id)
+    return session.exec(statement).first()
+
+
+def _supersedes(item: OrderItem, status: str, at: datetime) -> bool:
+    """Whether an event (status, at) is newer than what the item already holds."""
+    if item.status_at is None:
+        return True
+    if at != item.status_at:
+        return at > item.status_at
+    # Same instant: only a step further along the lifecycle wins, so a replay is a no-op.
+    new_rank, old_rank = status_rank(status), status_rank(item.status)
+    return new_rank is not None and old_rank is not None and new_rank > old_rank
+
+
+def upsert_item_status(
+    *,
+    session: Session,
+    offergrid_item_id: str,
+    status: str,
+    at: datetime,
+    source: StatusSource,
+    scheduled_for: datetime | None = None,
+    account_number: str | None = None,
+    notes: str | None = None,
+) -> bool:
+    """Apply a status event to an item unless it is older than what we hold; True if applied.
+
+    False when the item is unknown, or the event is older than (or a replay of) the item's
+    current status: out-of-order webhooks and stale syncs can never move an item back.
+    """
+    _aware("at", at)
+    if scheduled_for is not None:
+        _aware("scheduled_for", scheduled_for)
+    source = StatusSource(source)
+    rows = _locked(session, OrderItem, col(OrderItem.offergrid_item_id) == offergrid_item_id)
+    if not rows:
+        session.rollback()
+        return False
+    if not _supersedes(rows[0], status, at):
+        # Older news still fills a fact we lack (the account number a lost event carried).
+        if account_number is not None and rows[0].account_number is None:
+            rows[0].account_number = account_number
+            rows[0].updated_at = utcnow()
+            _commit(session)
+        else:
+            session.rollback()
+        return False
+    item = rows[0]
+    now = utcnow()
+    item.status = status
+    item.status_at = at
+    if scheduled_for is not None:
+        item.scheduled_for = scheduled_for
+    if account_number is not None:
+        item.account_number = account_number
+    if notes is not None:
+        item.provider_notes = notes
+    item.updated_at = now
+    session.add(
+        ItemStatusHistory(order_item_id=item.id, status=status, at=at, source=source, notes=notes)
+    )
+    line_state = _LINE_STATE_FOR_ITEM.get(status)
+    line = session.get(PlanLineRow, item.plan_line_id)
+    # An unknown status leaves the line as it is; a known one decides whether it is fulfilled.
+    if line_state is not None and line is not None and line.state not in _REPLACEABLE:
+        line.state = line_state
+        line.updated_at = now
+    _commit(session)
+    return True
+
+
+def list_item_history(*, session: Session, order_item_id: uuid.UUID) -> list[ItemStatusHistory]:
+    """Every recorded status of an item, oldest event first."""
+    statement = (
+        select(ItemStatusHistory)
+        .where(col(ItemStatusHistory.order_item_id) == order_item_id)
+        .order_by(col(ItemStatusHistory.at), col(ItemStatusHistory.recorded_at))
+    )
+    return list(session.exec(statement).all())
+
+
+def _not_terminal() -> Any:
+    return or_(
+        col(OrderItem.status).is_(None),
+        col(OrderItem.status).not_in(sorted(TERMINAL_ITEM_STATUSES)),
+    )
+
+
+def list_open_items(*, session: Session, closing_id: uuid.UUID) -> list[OrderItem]:
+    """The closing's placed items whose status is not final yet."""
+    statement = (
+        select(OrderItem)
+        .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
+        .where(
+            col(Placement.closing_id) == closing_id,
+            col(OrderItem.offergrid_item_id).is_not(None),
+            _not_terminal(),
+        )
+        .order_by(col(OrderItem.offer_id))
+    )
+    return list(session.exec(statement).all())
+
+
+def list_items_watched(*, session: Session) -> list[OrderItem]:
+    """Placed items whose status a newer one may follow (completed may become active)."""
+    final = sorted(TERMINAL_ITEM_STATUSES - {OrderStatus.COMPLETED.value})
+    statement = (
+        select(OrderItem)
+        .where(
+            col(OrderItem.offergrid_item_id).is_not(None),
+            or_(col(OrderItem.status).is_(None), col(OrderItem.status).not_in(final)),
+        )
+        .order_by(col(OrderItem.updated_at), col(OrderItem.id))
+    )
+    return list(session.exec(statement).all())
+
+
+def list_live_items_without_account(
+    *, session: Session, closing_id: uuid.UUID
+) -> list[tuple[str, str]]:
+    """(Offergrid order ID, item ID) of the closing's live services that lack an account number."""
+    rows = session.exec(
+        select(Placement.offergrid_order_id, OrderItem.offergrid_item_id)
+        .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
+        .where(
+            col(Placement.closing_id) == closing_id,
+            col(Placement.offergrid_order_id).is_not(None),
+            col(OrderItem.offergrid_item_id).is_not(None),
+            col(OrderItem.status).in_([s.value for s in FULFILLED]),
+            col(OrderItem.account_number).is_(None),
+        )
+    ).all()
+    return [(str(order_id), str(item_id)) for order_id, item_id in rows]
+
+
+def fill_item_facts(*, session: Session, offergrid_item_id: str, account_number: str) -> bool:
+    """Set an item's account number when it has none; True if this call set it."""
+    rows = _locked(session, OrderItem, col(OrderItem.offergrid_item_id) == offergrid_item_id)
+    if not rows or rows[0].account_number is not None:
+        session.rollback()
+        return False
+    rows[0].account_number = account_number
+    rows[0].updated_at = utcnow()
+    _commit(session)
+    return True
+
+
+def list_items_not_terminal(*, session: Session, limit: int | None = None) -> list[OrderItem]:
+    """Placed items anywhere whose status is not final, least recently updated first (for sync)."""
+    statement = (
+        select(OrderItem)
+        .where(col(OrderItem.offergrid_item_id).is_not(None), _not_terminal())
+        .order_by(col(OrderItem.updated_at), col(OrderItem.id))
+    )
+    if limit is not None:
+        statement = statement.limit(limit)
+    return list(session.exec(statement).all())
+
+
+def _fulfilled_closing_filter() -> Any:
+    """True for a closing whose current lines are all fulfilled or skipped, some fulfilled."""
+    line = aliased(PlanLineRow)
+    current = and_(col(line.closing_id) == col(Closing.id), _current_line_filter(line))
+    return and_(
+        exists().where(current, col(line.state) == PlanLineState.fulfilled),
+        not_(
+            exists().where(
+                current,
+                col(line.state).not_in([PlanLineState.fulfilled, PlanLineState.skipped]),
+            )
+        ),
+    )
+
+
+def is_closing_fulfilled(*, session: Session, closing_id: uuid.UUID) -> bool:
+    """Whether every line of the closing that was to be ordered is fulfilled (skipped aside)."""
+    statement = select(Closing.id).where(col(Closing.id) == closing_id, _fulfilled_closing_filter())
+    return session.exec(statement).first() is not None
+
+
+def list_fulfilled_closings(*, session: Session) -> list[Closing]:
+    """Live closings (planning or active) whose every orderable line is fulfilled."""
+    statement = (
+        select(Closing)
+        .where(col(Closing.status).in_(list(LIVE_CLOSING_STATUSES)), _fulfilled_closing_filter())
+        .order_by(col(Closing.closing_date), col(Closing.crm_closing_id))
+    )
+    return list(session.exec(statement).all())

@@ -1,0 +1,1 @@
+"""What people read: notifications, reports, timelines, the closing page, service names."""

@@ -1,0 +1,164 @@
+"""A closing's stored state read back as a report: plan rows, timeline and outcome, for people."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from rich.table import Table
+from sqlmodel import Session, col, select
+
+from models.tables import Closing, ItemStatusHistory, OrderItem, PlanLineRow
+from preclose.storage import repository
+from preclose.wording.timeline import LineDates, TimelineEntry, build_timeline, window_chart
+
+_STATE_WORDS = {
+    "planned": "to order",
+    "placing": "ordering",
+    "placed": "ordered",
+    "fulfilled": "live",
+    "rejected": "rejected",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "skipped": "nothing to order",
+}
+
+
+@dataclass(frozen=True)
+class ClosingReport:
+    """Everything a person wants to see about one closing, read in one pass."""
+
+    crm_closing_id: str
+    status: str
+    closing_date: date
+    move_in_date: date
+    rows: list[dict[str, str]]
+    lines: list[LineDates]
+    timeline: list[TimelineEntry]
+    chart: str
+
+
+def _money(amount: float | None) -> str:
+    return "—" if amount is None else f"${amount:,.2f}"
+
+
+def closing_report(*, session: Session, closing_id: uuid.UUID, as_of: datetime) -> ClosingReport:
+    """Read a closing's plan lines, orders and item history into a report."""
+    closing = session.get(Closing, closing_id)
+    if closing is None:
+        raise LookupError(f"closing_id: no closing {closing_id}")
+    zone = ZoneInfo(closing.time_zone)
+    lines = repository.list_plan_lines(session=session, closing_id=closing_id)
+    items = {
+        item.plan_line_id: item
+        for item in session.exec(
+            select(OrderItem).where(col(OrderItem.plan_line_id).in_([line.id for line in lines]))
+        ).all()
+    }
+    rows: list[dict[str, str]] = []
+    dated: list[LineDates] = []
+    events: list[tuple[str, str, datetime]] = []
+    for line in lines:
+        item = items.get(line.id)
+        status = _line_status(line, item)
+        rows.append(
+            {
+                "service": f"{line.category} ({line.importance})",
+                "provider": line.provider_name or "—",
+                "offer": line.offer_name or (line.problem or "—"),
+                "monthly": _money(line.monthly_price),
+                "why": line.reason or (line.problem or ""),
+                "service date": f"{line.service_date:%a %b %-d}",
+                "order date": f"{line.placement_date:%a %b %-d}",
+                "status": status,
+                "risk": line.risk_reason if line.at_risk and line.risk_reason else "",
+            }
+        )
+        scheduled = (
+            item.scheduled_for.astimezone(zone).date() if item and item.scheduled_for else None
+        )
+        dated.append(
+            LineDates(
+                category=line.category,
+                provider=line.provider_name,
+                placement_date=line.placement_date,
+                service_date=line.service_date,
+                state=str(line.state),
+                at_risk=line.at_risk,
+                risk_reason=line.risk_reason,
+                status=item.status if item else None,
+                scheduled_for=scheduled,
+            )
+        )
+        if item is not None:
+            history = session.exec(
+                select(ItemStatusHistory)
+                .where(col(ItemStatusHistory.order_item_id) == item.id)
+                .order_by(col(ItemStatusHistory.at))
+            ).all()
+            events.extend(
+                (line.category, entry.status, entry.at.astimezone(zone)) for entry in history
+            )
+    today = as_of.astimezone(zone).date()
+    move_in = closing.move_in_date or closing.closing_date
+    return ClosingReport(
+        crm_closing_id=closing.crm_closing_id,
+        status=str(closing.status),
+        closing_date=closing.closing_date,
+        move_in_date=move_in,
+        rows=rows,
+        lines=dated,
+        timeline=build_timeline(
+            closing_date=closing.closing_date,
+            move_in_date=move_in,
+            lines=[line for line in dated if line.state != "skipped"],
+            events=events,
+            today=today,
+        ),
+        chart=window_chart(
+            lines=[line for line in dated if line.state != "skipped"],
+            closing_date=closing.closing_date,
+            move_in_date=move_in,
+            today=today,
+        ),
+    )
+
+
+def _line_status(line: PlanLineRow, item: OrderItem | None) -> str:
+    words = _STATE_WORDS.get(str(line.state), str(line.state))
+    if item is not None and item.status and str(line.state) == "placed":
+        words = item.status.replace("_", " ")
+    if line.at_risk:
+        words += " ⚠"
+    return words
+
+
+def report_table(report: ClosingReport) -> Table:
+    """The plan and where each service stands, as a rich table."""
+    table = Table(
+        title=f"{report.crm_closing_id}: closing {report.closing_date:%a %b %-d} ({report.status})",
+        title_justify="left",
+    )
+    for column in ("service", "provider", "monthly", "order date", "service date", "status"):
+        table.add_column(column.capitalize(), overflow="fold")
+    risks = [f"⚠ {row['service'].split()[0]}: {row['risk']}" for row in report.rows if row["risk"]]
+    if risks:
+        table.caption = "\n".join(risks)
+        table.caption_justify = "left"
+    for row in report.rows:
+        table.add_row(
+            *(
+                row[column]
+                for column in (
+                    "service",
+                    "provider",
+                    "monthly",
+                    "order date",
+                    "service date",
+                    "status",
+                )
+            )
+        )
+    return table
