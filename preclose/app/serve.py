@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from offergrid_sandbox.config import SandboxConfig
 
 # The repository root: deployment entrypoints are relative to it, so flow runs start there.
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 PREFECT_PORT = 4200
 API_PORT = 8000
