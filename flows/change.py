@@ -29,7 +29,7 @@ from preclose.rules.replanning import (
 )
 from preclose.storage import repository
 from preclose.storage.repository import StaleClosingError
-from preclose.wording.notify import Milestone
+from preclose.wording.notify import Milestone, MilestoneFacts
 from tasks.artifacts import publish
 from tasks.catalog import cached_fetch_offers
 from tasks.changes import (
@@ -40,9 +40,9 @@ from tasks.changes import (
     read_closing_orders,
     settle_placements,
     store_change,
-    tell,
 )
 from tasks.lifecycle import finish_request, mark_needs_attention, request_facts
+from tasks.notifications import notify_milestone
 from tasks.orders import FELL_THROUGH_REASON
 from tasks.planning import plan_and_store
 from tasks.replan import decide_new_dates, save_new_dates
@@ -300,25 +300,27 @@ def _tell(stored: StoredChange, summary: ChangeSummary, reason: str | None) -> N
     changes = [_sentence(c) for c in summary.consequences]
     if stored.dates_moved or stored.address_corrected:
         address = stored.before.property.address
-        tell(
+        notify_milestone(
             stored.closing_id,
             Milestone.closing_changed,
-            topic=topic,
-            previous_closing_date=stored.before.closing_date,
-            previous_move_in_date=stored.before.effective_move_in,
-            previous_address=(
-                f"{address.street}, {address.city}" if stored.address_corrected else None
+            MilestoneFacts(
+                previous_closing_date=stored.before.closing_date,
+                previous_move_in_date=stored.before.effective_move_in,
+                previous_address=(
+                    f"{address.street}, {address.city}" if stored.address_corrected else None
+                ),
+                changes=changes,
+                reason=reason,
             ),
-            changes=changes,
-            reason=reason,
+            topic=topic,
         )
     elif stored.contact_corrected:
-        tell(
+        notify_milestone(
             stored.closing_id,
             Milestone.contact_changed,
+            MilestoneFacts(changes=changes),
             topic=topic,
             agent_only=True,
-            changes=changes,
         )
 
 
@@ -373,12 +375,11 @@ def _fall_through(
                 )
             )
     stuck = [c for c in consequences if c.outcome == ChangeOutcome.not_cancellable]
-    tell(
+    notify_milestone(
         closing_id,
         Milestone.closing_cancelled,
+        MilestoneFacts(changes=[_sentence(c) for c in stuck], reason=reason),
         topic="fell_through",
-        changes=[_sentence(c) for c in stuck],
-        reason=reason,
     )
     publish(closing_id, now)
     return ChangeSummary(

@@ -19,7 +19,7 @@ from preclose.rules import lifecycle
 from preclose.rules.lifecycle import NothingOrderable, TransitionRefused
 from preclose.storage import repository
 from preclose.storage.repository import StaleClosingError
-from preclose.wording.notify import Milestone
+from preclose.wording.notify import Milestone, MilestoneFacts
 from tasks.artifacts import publish
 from tasks.catalog import cached_fetch_offers
 from tasks.closings import load_closing, store_closing
@@ -129,7 +129,10 @@ def _plan(closing_id: uuid.UUID, now: datetime) -> Plan | None:
         )
     choose_url = buyer_link(closing_id, load_closing(closing_id), plan)
     notify_milestone(
-        closing_id, Milestone.plan_ready, topic="plan", services=services, choose_url=choose_url
+        closing_id,
+        Milestone.plan_ready,
+        MilestoneFacts(services=services, choose_url=choose_url),
+        topic="plan",
     )
     return plan
 

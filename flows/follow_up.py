@@ -13,7 +13,7 @@ from models.summary import FollowUpSummary
 from preclose.app.runtime import db_session
 from preclose.names import as_of_or_now, closing_tag
 from preclose.storage import repository
-from preclose.wording.notify import Milestone
+from preclose.wording.notify import Milestone, MilestoneFacts
 from tasks.artifacts import publish
 from tasks.notifications import notify_milestone
 from tasks.replan import repick_rejected
@@ -74,11 +74,13 @@ def _follow_up_one(
         audiences = notify_milestone(
             closing_id,
             news.milestone,
+            MilestoneFacts(
+                category=news.category,
+                provider=news.provider,
+                scheduled_for=news.scheduled_for,
+                account_number=news.account_number,
+            ),
             topic=news.topic,
-            category=news.category,
-            provider=news.provider,
-            scheduled_for=news.scheduled_for,
-            account_number=news.account_number,
         )
         told += len(audiences)
     # A rejected or failed order: the next best offer goes out now, or a person is asked.
@@ -90,9 +92,8 @@ def _follow_up_one(
         notify_milestone(
             risk.closing_id,
             Milestone.order_at_risk,
+            MilestoneFacts(category=risk.category, provider=risk.provider),
             topic=f"{risk.category}:{risk.reason}",
-            category=risk.category,
-            provider=risk.provider,
         )
     publish(closing_id, as_of)
     return told, len(risks)

@@ -14,7 +14,7 @@ from prefect.cache_policies import NONE
 
 from models.change import ClosingChange
 from models.closing import ClosingInputError, ClosingRequest, check_closing_dates
-from models.tables import Audience, ClosingStatus, PlacementState, StatusSource
+from models.tables import ClosingStatus, PlacementState, StatusSource
 from offergrid.errors import NotCancellableError
 from offergrid.models import Order
 from preclose.app.runtime import db_session, offergrid_client
@@ -23,8 +23,6 @@ from preclose.rules.lifecycle import Event, TransitionRefused
 from preclose.rules.placing import CLOSING_REF_KEY, INTENT_KEY
 from preclose.rules.tracking import updates_from_orders
 from preclose.storage import repository
-from preclose.wording.notify import Milestone, NotificationContext
-from tasks.notifications import deliver_once
 from tasks.orders import PLACEMENT_LEASE, record_placed
 from tasks.policies import OFFERGRID_TASK_OPTIONS
 from tasks.tracking import record_update
@@ -281,48 +279,6 @@ def cancel_order(order_id: str, reason: str) -> CancelResult:
             return CancelResult(order_id, cancelled=False, why=str(detail), order=current)
     _record_statuses([order], StatusSource.cancel)
     return CancelResult(order_id, cancelled=True, order=order)
-
-
-@task(name="tell", cache_policy=NONE)
-def tell(
-    closing_id: uuid.UUID,
-    milestone: Milestone,
-    *,
-    topic: str,
-    agent_only: bool = False,
-    category: str | None = None,
-    provider: str | None = None,
-    previous_closing_date: date | None = None,
-    previous_move_in_date: date | None = None,
-    previous_address: str | None = None,
-    changes: list[str] | None = None,
-    reason: str | None = None,
-    next_provider: str | None = None,
-    next_offer: str | None = None,
-    install_failed: bool = False,
-    attempts: int | None = None,
-) -> list[Audience]:
-    """Tell the agent (and the buyer, if they agreed and it is for them) once per `topic`."""
-    with db_session() as session:
-        row = repository.get_closing(session=session, closing_id=closing_id)
-        if row is None:
-            raise LookupError(f"closing_id: no closing {closing_id}")
-        closing = row.closing_request()
-    context = NotificationContext.from_closing(
-        closing,
-        category=category,
-        provider=provider,
-        previous_closing_date=previous_closing_date,
-        previous_move_in_date=previous_move_in_date,
-        previous_address=previous_address,
-        changes=changes,
-        reason=reason,
-        next_provider=next_provider,
-        next_offer=next_offer,
-        install_failed=install_failed,
-        attempts=attempts,
-    )
-    return deliver_once(closing_id, closing, milestone, context, topic=topic, agent_only=agent_only)
 
 
 @task(name="cancel unordered lines", cache_policy=NONE)

@@ -16,7 +16,7 @@ from models.tables import ClosingStatus
 from preclose.app.runtime import db_session
 from preclose.rules.lifecycle import Event, TransitionRefused
 from preclose.storage import repository
-from preclose.wording.notify import Milestone, NotificationContext
+from preclose.wording.notify import Milestone, MilestoneFacts, NotificationContext
 from tasks.notifications import deliver_once
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def mark_needs_attention(
             return False
         closing = row.closing_request()
         since = row.attention_at
-    context = NotificationContext.from_closing(closing, reason=reason)
+    context = NotificationContext.from_closing(closing, MilestoneFacts(reason=reason))
     deliver_once(
         closing_id,
         closing,

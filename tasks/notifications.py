@@ -15,7 +15,13 @@ from preclose.app.runtime import db_session
 from preclose.rules.pagelinks import page_url
 from preclose.settings import get_settings
 from preclose.storage import repository
-from preclose.wording.notify import Milestone, NotificationContext, compose, send
+from preclose.wording.notify import (
+    Milestone,
+    MilestoneFacts,
+    NotificationContext,
+    compose,
+    send,
+)
 from tasks.closings import load_closing
 
 logger = logging.getLogger(__name__)
@@ -25,14 +31,10 @@ logger = logging.getLogger(__name__)
 def notify_milestone(
     closing_id: uuid.UUID,
     milestone: Milestone,
+    facts: MilestoneFacts | None = None,
     *,
     topic: str = "",
-    category: str | None = None,
-    provider: str | None = None,
-    services: list[str] | None = None,
-    scheduled_for: datetime | None = None,
-    account_number: str | None = None,
-    choose_url: str | None = None,
+    agent_only: bool = False,
 ) -> list[Audience]:
     """Tell the agent, and the buyer if they agreed, unless this milestone was told already.
 
@@ -40,15 +42,8 @@ def notify_milestone(
     is told once however many runs see it.
     """
     closing = load_closing(closing_id)
-    context = NotificationContext.from_closing(
-        closing,
-        category=category,
-        provider=provider,
-        services=services,
-        scheduled_for=scheduled_for,
-        account_number=account_number,
-    ).model_copy(update={"choose_url": choose_url})
-    return deliver_once(closing_id, closing, milestone, context, topic=topic)
+    context = NotificationContext.from_closing(closing, facts)
+    return deliver_once(closing_id, closing, milestone, context, topic=topic, agent_only=agent_only)
 
 
 def deliver_once(

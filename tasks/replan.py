@@ -30,8 +30,9 @@ from preclose.rules.replanning import (
 from preclose.rules.timing import plan_closing, service_timing
 from preclose.settings import get_settings
 from preclose.storage import repository
-from preclose.wording.notify import Milestone
-from tasks.changes import conveyed_move_in, orders_by_id, tell
+from preclose.wording.notify import Milestone, MilestoneFacts
+from tasks.changes import conveyed_move_in, orders_by_id
+from tasks.notifications import notify_milestone
 from tasks.orders import place_order
 
 logger = logging.getLogger(__name__)
@@ -241,16 +242,18 @@ def _repick(line: PlanLineRow, as_of: datetime, max_attempts: int) -> RepickResu
     attempt = started.line.attempt
     if started.placement is None:
         logger.info("No %s offer left to try: flagged for a person", line.category)
-        tell(
+        notify_milestone(
             line.closing_id,
             Milestone.needs_person,
+            MilestoneFacts(
+                category=line.category,
+                provider=line.provider_name,
+                reason=reason,
+                install_failed=install_failed,
+                attempts=failures,
+            ),
             topic=f"{line.category}:{attempt}",
             agent_only=True,
-            category=line.category,
-            provider=line.provider_name,
-            reason=reason,
-            install_failed=install_failed,
-            attempts=failures,
         )
         return RepickResult(line.closing_id, line.category, attempt, None, None, None)
     assert choice is not None
@@ -261,17 +264,19 @@ def _repick(line: PlanLineRow, as_of: datetime, max_attempts: int) -> RepickResu
         # failed attempt that the next follow-up re-picks in turn.
         logger.warning("The re-picked %s order did not go through", line.category)
         order_id = None
-    tell(
+    notify_milestone(
         line.closing_id,
         Milestone.order_repicked,
+        MilestoneFacts(
+            category=line.category,
+            provider=line.provider_name,
+            reason=reason,
+            next_provider=choice.provider_name,
+            next_offer=choice.offer_name,
+            install_failed=install_failed,
+        ),
         topic=f"{line.category}:{attempt}",
         agent_only=True,
-        category=line.category,
-        provider=line.provider_name,
-        reason=reason,
-        next_provider=choice.provider_name,
-        next_offer=choice.offer_name,
-        install_failed=install_failed,
     )
     return RepickResult(
         line.closing_id, line.category, attempt, choice.offer_name, choice.provider_name, order_id

@@ -7,23 +7,31 @@ import logging
 import re
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import jinja2
 import pytest
 
 from models.closing import ClosingRequest, ContactChannel
+from preclose.app.runtime import db_session
+from preclose.settings import get_settings
+from preclose.storage import repository
+from preclose.storage.db import dispose_engines
 from preclose.wording.notify import (
     Audience,
     Milestone,
+    MilestoneFacts,
     NotificationContext,
     NotificationError,
     compose,
-    notify,
+    message_templates,
     send,
 )
+from tasks.notifications import notify_milestone
 
 # What must never reach a buyer or an agent: Offergrid or database IDs, status codes, internals.
 _TECHNICAL = [
@@ -65,16 +73,22 @@ def _closing(*, consent: bool = True, channel: str = "email") -> ClosingRequest:
     )
 
 
+_FACTS: dict[str, object] = {
+    "category": "internet",
+    "provider": "Lone Star Fiber",
+    "services": ["Internet from Lone Star Fiber", "Home insurance from Bluebonnet Mutual"],
+    "scheduled_for": datetime(2026, 7, 16, 14, 0, tzinfo=UTC),
+    "account_number": "LSF 0042 7781",
+    "previous_closing_date": date(2026, 7, 1),
+}
+
+
+def _facts(**facts: object) -> MilestoneFacts:
+    return MilestoneFacts(**{**_FACTS, **facts})  # type: ignore[arg-type]
+
+
 def _context(**facts: object) -> NotificationContext:
-    defaults: dict[str, object] = {
-        "category": "internet",
-        "provider": "Lone Star Fiber",
-        "services": ["Internet from Lone Star Fiber", "Home insurance from Bluebonnet Mutual"],
-        "scheduled_for": datetime(2026, 7, 16, 14, 0, tzinfo=UTC),
-        "account_number": "LSF 0042 7781",
-        "previous_closing_date": date(2026, 7, 1),
-    }
-    return NotificationContext.from_closing(_closing(), **{**defaults, **facts})  # type: ignore[arg-type]
+    return NotificationContext.from_closing(_closing(), _facts(**facts))
 
 
 class _Receiver:
@@ -130,6 +144,24 @@ def test_every_milestone_reads_as_plain_friendly_text(
     assert message.subject and "\n" not in message.subject
     for pattern in _TECHNICAL:
         assert not pattern.search(message.subject + "\n" + message.body), pattern.pattern
+
+
+@pytest.mark.parametrize("audience", list(Audience))
+@pytest.mark.parametrize("milestone", list(Milestone))
+def test_every_milestone_and_audience_has_its_own_template(
+    milestone: Milestone, audience: Audience
+) -> None:
+    """Each milestone has one template per audience, shipped with the package."""
+    name = f"{milestone.value}.{audience.value}.txt.j2"
+    assert name in message_templates().list_templates()
+
+
+def test_a_fact_a_template_names_but_nobody_gave_fails_loudly() -> None:
+    """Templates are strict: a missing variable raises instead of rendering as empty text."""
+    template = message_templates().get_template("order_accepted.buyer.txt.j2")
+    variables = {"first": "Jordan", "service": "internet", "by": "", "provider": None}
+    with pytest.raises(jinja2.UndefinedError, match="address"):
+        template.render(variables)
 
 
 def test_context_refuses_identifiers() -> None:
@@ -199,7 +231,36 @@ def test_apprise_delivers_to_a_loopback_target(receiver: _Receiver, tmp_path: Pa
     assert body["message"] == message.body
 
 
-def test_tags_route_by_audience_and_channel(receiver: _Receiver, tmp_path: Path) -> None:
+@pytest.fixture
+def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """preclose configured with a fresh SQLite database and data directory in `tmp_path`."""
+    monkeypatch.setenv("PRECLOSE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PRECLOSE_DATABASE_URL", f"sqlite:///{tmp_path / 'preclose.db'}")
+    get_settings.cache_clear()
+    yield tmp_path
+    dispose_engines()
+
+
+def _stored(closing: ClosingRequest) -> uuid.UUID:
+    """Store `closing` as the intake would and return its ID."""
+    with db_session() as session:
+        row, _ = repository.create_or_get_closing(session=session, closing_in=closing)
+        return row.id
+
+
+def _tell(
+    closing: ClosingRequest, milestone: Milestone, urls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> list[Audience]:
+    """Tell `milestone` about a stored `closing` through the notification task, as a flow does."""
+    monkeypatch.setenv("PRECLOSE_NOTIFY_URLS", json.dumps(urls))
+    get_settings.cache_clear()
+    closing_id = _stored(closing)
+    return notify_milestone.fn(closing_id, milestone, _facts(), topic="test")
+
+
+def test_tags_route_by_audience_and_channel(
+    receiver: _Receiver, configured: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Tagged URLs get only their audience (and the buyer's channel); untagged ones get all."""
     urls = [
         receiver.url("agent", "agent"),
@@ -208,13 +269,7 @@ def test_tags_route_by_audience_and_channel(receiver: _Receiver, tmp_path: Path)
         receiver.url("team"),
     ]
     closing = _closing(consent=True, channel="sms")
-    told = notify(
-        Milestone.order_accepted,
-        _context(),
-        buyer=closing.buyer,
-        urls=urls,
-        outbox=tmp_path / "o.jsonl",
-    )
+    told = _tell(closing, Milestone.order_accepted, urls, monkeypatch)
     assert told == [Audience.buyer, Audience.agent]
     by_path = receiver.by_path()
     assert by_path.keys() == {"agent", "buyer-sms", "team"}
@@ -223,33 +278,28 @@ def test_tags_route_by_audience_and_channel(receiver: _Receiver, tmp_path: Path)
     assert sorted(by_path["team"]) == sorted(by_path["buyer-sms"] + by_path["agent"])
 
 
-def test_no_consent_means_only_the_agent_is_told(receiver: _Receiver, tmp_path: Path) -> None:
+def test_no_consent_means_only_the_agent_is_told(
+    receiver: _Receiver, configured: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without the buyer's consent nothing goes to the buyer, on any URL or in the outbox."""
-    outbox = tmp_path / "outbox.jsonl"
     closing = _closing(consent=False)
-    told = notify(
-        Milestone.order_scheduled,
-        _context(),
-        buyer=closing.buyer,
-        urls=[receiver.url("buyer", "buyer"), receiver.url("team")],
-        outbox=outbox,
-    )
+    urls = [receiver.url("buyer", "buyer"), receiver.url("team")]
+    told = _tell(closing, Milestone.order_scheduled, urls, monkeypatch)
     assert told == [Audience.agent]
     assert [path for path, _ in receiver.received] == ["/team"]
     assert str(receiver.received[0][1]["message"]).startswith("Hi Sam,")
-    lines = [json.loads(line) for line in outbox.read_text().splitlines()]
+    lines = [json.loads(line) for line in (configured / "outbox.jsonl").read_text().splitlines()]
     assert [line["audience"] for line in lines] == ["agent"]
 
 
 def test_outbox_lines_default_to_the_data_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    configured: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With no URLs configured, messages land as JSON lines in <data_dir>/outbox.jsonl."""
-    monkeypatch.setenv("PRECLOSE_DATA_DIR", str(tmp_path))
     closing = _closing(consent=True, channel="email")
-    notify(Milestone.plan_ready, _context(), buyer=closing.buyer, urls=[])
-    notify(Milestone.closing_cancelled, _context(), buyer=closing.buyer, urls=[])
-    lines = [json.loads(line) for line in (tmp_path / "outbox.jsonl").read_text().splitlines()]
+    _tell(closing, Milestone.plan_ready, [], monkeypatch)
+    _tell(closing, Milestone.closing_cancelled, [], monkeypatch)
+    lines = [json.loads(line) for line in (configured / "outbox.jsonl").read_text().splitlines()]
     assert [(line["milestone"], line["audience"], line["channel"]) for line in lines] == [
         ("plan_ready", "buyer", ContactChannel.email.value),
         ("plan_ready", "agent", None),

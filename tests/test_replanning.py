@@ -30,7 +30,7 @@ from preclose.rules.replanning import (
     stale_contact_fields,
 )
 from preclose.rules.timing import plan_closing, service_timing
-from preclose.wording.notify import Milestone, NotificationContext, compose
+from preclose.wording.notify import Milestone, MilestoneFacts, NotificationContext, compose
 from tests.fixtures_planning import at, make_closing
 
 POLICY = load_policy()
@@ -319,7 +319,7 @@ def test_a_fall_through_comes_alone_and_an_empty_change_is_refused() -> None:
 
 def _context(**facts: object) -> NotificationContext:
     closing = make_closing(closing_date="2026-12-18")
-    return NotificationContext.from_closing(closing, **facts)  # type: ignore[arg-type]
+    return NotificationContext.from_closing(closing, MilestoneFacts(**facts))  # type: ignore[arg-type]
 
 
 def test_closing_changed_lists_each_service_in_plain_words() -> None:

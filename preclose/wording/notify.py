@@ -1,9 +1,10 @@
 """Telling the buyer and the agent how the move-in services are going, in plain words.
 
-`compose` turns a milestone and its facts into a friendly message for one audience (plain code, no
-I/O). `send` delivers a message through apprise to the configured notification URLs and appends it
-to the local outbox (a JSON-lines file a demo can show). `notify` is what a flow calls: it tells the
-agent always, and the buyer only when they agreed to be contacted, on their preferred channel.
+`compose` renders a milestone's Jinja2 template for one audience
+(`messages/<milestone>.<audience>.txt.j2`) with the closing's facts (plain code, no I/O). `send`
+delivers a message through apprise to the configured notification URLs and appends it to the local
+outbox (a JSON-lines file a demo can show); `tasks/notifications.py` decides who hears
+it (the agent always, the buyer only when they agreed, on their preferred channel).
 
 Routing uses apprise's own tag syntax in each configured URL, so one list serves every audience:
 ``agent=mailtos://...`` reaches only the agent, ``buyer,sms=twilio://...`` only a buyer who prefers
@@ -15,19 +16,21 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import apprise
+import jinja2
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.closing import Buyer, ClosingRequest, ContactChannel
+from models.closing import ClosingRequest, ContactChannel
 from models.tables import Audience
 from preclose.settings import get_settings
 
@@ -35,17 +38,16 @@ __all__ = [
     "Audience",
     "Message",
     "Milestone",
+    "MilestoneFacts",
     "NotificationContext",
     "NotificationError",
     "compose",
     "load_targets",
-    "notify",
+    "message_templates",
     "send",
 ]
 
 logger = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 
 class Milestone(StrEnum):
@@ -152,23 +154,7 @@ class NotificationContext(BaseModel):
 
     @classmethod
     def from_closing(
-        cls,
-        closing: ClosingRequest,
-        *,
-        category: str | None = None,
-        provider: str | None = None,
-        services: list[str] | None = None,
-        scheduled_for: datetime | date | None = None,
-        account_number: str | None = None,
-        previous_closing_date: date | None = None,
-        previous_move_in_date: date | None = None,
-        previous_address: str | None = None,
-        changes: list[str] | None = None,
-        reason: str | None = None,
-        next_provider: str | None = None,
-        next_offer: str | None = None,
-        install_failed: bool = False,
-        attempts: int | None = None,
+        cls, closing: ClosingRequest, facts: MilestoneFacts | None = None
     ) -> NotificationContext:
         """The context for one closing, plus the facts of the milestone at hand."""
         address = closing.property.address
@@ -180,21 +166,30 @@ class NotificationContext(BaseModel):
             closing_date=closing.closing_date,
             move_in_date=closing.effective_move_in,
             time_zone=closing.time_zone,
-            category=category,
-            provider=provider,
-            services=services or [],
-            scheduled_for=scheduled_for,
-            account_number=account_number,
-            previous_closing_date=previous_closing_date,
-            previous_move_in_date=previous_move_in_date,
-            previous_address=previous_address,
-            changes=changes or [],
-            reason=reason,
-            next_provider=next_provider,
-            next_offer=next_offer,
-            install_failed=install_failed,
-            attempts=attempts,
+            **asdict(facts or MilestoneFacts()),
         )
+
+
+@dataclass(frozen=True)
+class MilestoneFacts:
+    """What one milestone adds to the closing's facts: the fields of `NotificationContext` that
+    change from message to message (their meaning is documented there)."""
+
+    category: str | None = None
+    provider: str | None = None
+    services: Sequence[str] = ()
+    scheduled_for: datetime | date | None = None
+    account_number: str | None = None
+    previous_closing_date: date | None = None
+    previous_move_in_date: date | None = None
+    previous_address: str | None = None
+    changes: Sequence[str] = ()
+    reason: str | None = None
+    next_provider: str | None = None
+    next_offer: str | None = None
+    install_failed: bool = False
+    attempts: int | None = None
+    choose_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,183 +205,61 @@ def compose(
     milestone: Milestone, context: NotificationContext, *, audience: Audience = Audience.buyer
 ) -> Message:
     """Write the friendly message for `milestone`, addressed to the buyer or to the agent."""
-    milestone = Milestone(milestone)
-    audience = Audience(audience)
-    c = context
-    service = _service(c.category)
-    by = f" with {c.provider}" if c.provider else ""
-    first = (c.buyer_name if audience is Audience.buyer else c.agent_name).split()[0]
-    buyer_first = c.buyer_name.split()[0]
-    closing = _day(c.closing_date)
-    # The agent hears the same news about their client, in the third person.
-    whose = "your" if audience is Audience.buyer else f"{buyer_first}'s"
-    topic = _cap(service) if audience is Audience.buyer else f"{buyer_first}'s {service}"
-
-    match milestone:
-        case Milestone.plan_ready:
-            if not c.services:
-                raise ValueError("context.services must list at least one service for plan_ready")
-            lines = "\n".join(f"  - {line}" for line in c.services)
-            subject = f"{_cap(whose)} home services plan for {c.address}"
-            lead = (
-                "We've put together the services your new home needs"
-                if audience is Audience.buyer
-                else f"We've put together the home services plan for {buyer_first}"
-            )
-            body = (
-                f"{lead}, timed around closing on {closing}:\n{lines}\n\n"
-                "We'll place each order at the right time and keep you posted."
-            )
-        case Milestone.order_accepted:
-            subject = f"{topic}{by} is confirmed"
-            body = (
-                f"Good news: {c.provider or 'the provider'} accepted the order for "
-                f"{whose} {service} at {c.address}. "
-                "We'll let you know as soon as a date is set."
-            )
-        case Milestone.order_scheduled if c.scheduled_for is None:
-            # A scheduled event without its date (events come in any order, some never).
-            subject = f"{topic} is scheduled"
-            body = (
-                f"{_cap(whose)} {service}{by} at {c.address} is scheduled; "
-                f"{c.provider or 'the provider'} will confirm the day. "
-                "Nothing to do for now; we'll confirm once it's up and running."
-            )
-        case Milestone.order_scheduled:
-            when = _local(_required(c.scheduled_for, "scheduled_for", milestone), c.time_zone)
-            subject = f"{topic} is scheduled for {_day(when)}"
-            body = (
-                f"{_cap(whose)} {service}{by} at {c.address} is scheduled for {_moment(when)}. "
-                "Nothing to do for now; we'll confirm once it's up and running."
-            )
-        case Milestone.order_fulfilled:
-            subject = f"{topic} is ready"
-            if audience is Audience.buyer and c.account_number:
-                body = (
-                    f"{_cap(whose)} {service}{by} at {c.address} is up and running. "
-                    f"Your account number is {c.account_number}; keep it handy for anything you "
-                    "need from them."
-                )
-            elif audience is Audience.buyer:
-                # The event that carries it may be lost: the provider's welcome note has it too.
-                body = (
-                    f"{_cap(whose)} {service}{by} at {c.address} is up and running. "
-                    f"{c.provider or 'The provider'} will send your account number."
-                )
-            else:
-                # The account belongs to the buyer: the agent only hears that it is done.
-                body = f"{_cap(whose)} {service}{by} at {c.address} is up and running."
-        case Milestone.order_rejected:
-            subject = f"We're finding another option for {whose} {service}"
-            body = (
-                f"{c.provider or 'The provider'} couldn't take the order for "
-                f"{whose} {service} at {c.address}. We're lining up another option before "
-                f"closing on {closing} and will be in touch shortly."
-            )
-        case Milestone.order_at_risk:
-            move_in = _day(c.move_in_date or c.closing_date)
-            subject = f"{topic} may not be ready by move-in"
-            body = (
-                f"{_cap(whose)} {service}{by} at {c.address} is running behind and may not be "
-                f"ready by move-in on {move_in}. We're following up and will let you know what "
-                "we find."
-            )
-        case Milestone.closing_changed:
-            subject, body = _closing_changed(c, whose)
-        case Milestone.closing_cancelled:
-            subject = f"Home services for {c.address} are cancelled"
-            body = (
-                f"Since the closing at {c.address} is off, we've stopped arranging home services "
-                "and cancelled any orders that could still be cancelled."
-            )
-            if c.changes:
-                body += (
-                    " Some could not be cancelled by us:\n"
-                    + _bullets(c.changes)
-                    + "\n\nOnly the account holder can stop those with the provider, so "
-                    + (
-                        "please call them."
-                        if audience is Audience.buyer
-                        else f"{buyer_first} needs to call them."
-                    )
-                )
-            else:
-                body += " Sorry it didn't work out."
-        case Milestone.order_repicked:
-            what = (
-                "couldn't complete the installation of"
-                if c.install_failed
-                else "couldn't take the order for"
-            )
-            why = f" ({c.reason.rstrip('.')})" if c.reason else ""
-            instead = (
-                f"{c.next_offer} from {c.next_provider}"
-                if c.next_offer and c.next_provider
-                else c.next_offer or c.next_provider or "the next best offer"
-            )
-            subject = f"{topic} is now ordered from {c.next_provider or 'another provider'}"
-            body = (
-                f"{c.provider or 'The provider'} {what} {whose} {service} at {c.address}{why}. "
-                f"We've ordered {instead} instead and will confirm once it's accepted."
-            )
-        case Milestone.needs_person:
-            move_in = _day(c.move_in_date or c.closing_date)
-            tries = f" after {c.attempts} tries" if c.attempts else ""
-            why = f" ({c.reason.rstrip('.')})" if c.reason else ""
-            subject = f"{topic} needs a decision"
-            lead = (
-                f"{c.provider or 'The provider'} couldn't provide {whose} {service} at "
-                f"{c.address}{why}, and no other {service} offer within the plan's budget and "
-                f"rules is left{tries}."
-            )
-            ask = (
-                f"{c.agent_name} will help you choose how to get it set up by move-in on {move_in}."
-                if audience is Audience.buyer
-                else f"Please choose a provider with {buyer_first}, or have them arrange it "
-                f"directly, so it's ready by move-in on {move_in}."
-            )
-            body = f"{lead} {ask}"
-        case Milestone.needs_attention:
-            subject = f"Home services for {c.address} need your attention"
-            why = (c.reason or "a step failed").rstrip(".")
-            body = (
-                f"We couldn't go on arranging home services for {buyer_first} at {c.address}: "
-                f"{why}. Once that is sorted, retry the closing from the CRM (or send it again) "
-                "and we'll carry on where we stopped."
-            )
-        case Milestone.contact_changed:
-            subject = (
-                "Your contact details are updated"
-                if audience is Audience.buyer
-                else f"{buyer_first}'s contact details changed"
-            )
-            body = f"{_cap(whose)} contact details are updated; new orders use them."
-            if c.changes:
-                body += (
-                    " These orders were placed with the old details, so the providers may still "
-                    "use them:\n" + _bullets(c.changes) + "\n\nAsk each provider to update the "
-                    "account details."
-                )
-            else:
-                body += " No order had been placed yet, so every order will carry the new ones."
-    body += _links(milestone, c, audience)
-    if milestone in (Milestone.closing_changed, Milestone.closing_cancelled):
-        # Last, where the agent's copy has always ended: the reason the CRM gave.
-        body += _reason_for_agent(c, audience)
-    return Message(milestone=milestone, subject=subject, body=f"Hi {first},\n\n{body}")
+    milestone, audience = Milestone(milestone), Audience(audience)
+    template = message_templates().get_template(_template_name(milestone, audience))
+    # The template's first line is the subject, then a blank line, then the body.
+    subject, _, body = template.render(_variables(milestone, context, audience)).partition("\n\n")
+    return Message(milestone=milestone, subject=subject.strip(), body=body.strip())
 
 
-def _links(milestone: Milestone, c: NotificationContext, audience: Audience) -> str:
-    """The self-serve link (buyer's plan message) and the closing page's link, when given."""
-    out = ""
-    if c.choose_url and milestone is Milestone.plan_ready and audience is Audience.buyer:
-        out += (
-            "\n\nWant TV, home security or other services too? Choose them yourself here, "
-            f"no account needed: {c.choose_url}"
+@cache
+def message_templates() -> jinja2.Environment:
+    """The message templates (package data beside this module): strict, plain text, unescaped."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader(__name__.rpartition(".")[0], "messages"),
+        undefined=jinja2.StrictUndefined,  # a fact the template names but nobody gave fails loudly
+        # Messages go out as plain text (email text part, SMS): HTML escaping would garble them.
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        keep_trailing_newline=False,
+    )
+    environment.filters.update(day=_day, cap=_cap, bullets=_bullets, sentence=_sentence)
+    return environment
+
+
+def _template_name(milestone: Milestone, audience: Audience) -> str:
+    return f"{milestone.value}.{audience.value}.txt.j2"
+
+
+def _variables(milestone: Milestone, c: NotificationContext, audience: Audience) -> dict[str, Any]:
+    """What a template may name: the context's facts plus the words every message shares."""
+    if milestone is Milestone.plan_ready and not c.services:
+        raise ValueError("context.services must list at least one service for plan_ready")
+    move_in = c.move_in_date or c.closing_date
+    moved_closing = c.previous_closing_date not in (None, c.closing_date)
+    moved_in = c.previous_move_in_date not in (None, move_in)
+    if milestone is Milestone.closing_changed and not (
+        moved_closing or moved_in or c.previous_address
+    ):
+        raise ValueError(
+            "context.previous_closing_date is required for the closing_changed message"
         )
-    if c.page_url:
-        out += f"\n\nSee the plan and every order as it happens: {c.page_url}"
-    return out
+    scheduled = c.scheduled_for
+    if isinstance(scheduled, datetime) and scheduled.tzinfo is not None:
+        scheduled = scheduled.astimezone(ZoneInfo(c.time_zone))  # told on the home's clock
+    service = _SERVICE_WORDS.get((c.category or "other").lower(), "home service")
+    return {
+        **c.model_dump(),
+        "first": (c.buyer_name if audience is Audience.buyer else c.agent_name).split()[0],
+        "buyer_first": c.buyer_name.split()[0],
+        "service": service,
+        "by": f" with {c.provider}" if c.provider else "",
+        "closing": _day(c.closing_date),
+        "move_in": _day(move_in),
+        "moved_closing": moved_closing,
+        "moved_in": moved_in,
+        "scheduled": None if scheduled is None else _moment(scheduled),
+        "scheduled_day": None if scheduled is None else _day(scheduled),
+    }
 
 
 def send(
@@ -410,29 +283,6 @@ def send(
             f"all of its {len(targets)} notification target(s)"
         )
     logger.info("Told the %s: %s", to.value, message.milestone.value)
-
-
-def notify(
-    milestone: Milestone,
-    context: NotificationContext,
-    *,
-    buyer: Buyer,
-    urls: list[str],
-    outbox: Path | None = None,
-) -> list[Audience]:
-    """Tell the agent, and the buyer if they consented (on their channel); returns who was told."""
-    audiences = [Audience.buyer, Audience.agent] if buyer.contact_consent else [Audience.agent]
-    if not buyer.contact_consent:
-        logger.info("The buyer has not agreed to be contacted: only the agent hears this")
-    for audience in audiences:
-        send(
-            compose(milestone, context, audience=audience),
-            to=audience,
-            urls=urls,
-            channel=buyer.preferred_channel if audience is Audience.buyer else None,
-            outbox=outbox,
-        )
-    return audiences
 
 
 def load_targets(urls: list[str]) -> apprise.Apprise:
@@ -500,80 +350,22 @@ def _append_outbox(
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def _closing_changed(c: NotificationContext, whose: str) -> tuple[str, str]:
-    """The closing_changed subject and body: what moved, then what it means per service."""
-    moved_closing = c.previous_closing_date is not None and c.previous_closing_date != (
-        c.closing_date
-    )
-    move_in = c.move_in_date or c.closing_date
-    moved_in = c.previous_move_in_date is not None and c.previous_move_in_date != move_in
-    if not (moved_closing or moved_in or c.previous_address):
-        _required(None, "previous_closing_date", Milestone.closing_changed)
-    facts: list[str] = []
-    if moved_closing:
-        assert c.previous_closing_date is not None
-        facts.append(
-            f"{_cap(whose)} closing at {c.address} moved from {_day(c.previous_closing_date)} "
-            f"to {_day(c.closing_date)}."
-        )
-    if moved_in:
-        assert c.previous_move_in_date is not None
-        facts.append(f"Move-in moved from {_day(c.previous_move_in_date)} to {_day(move_in)}.")
-    if c.previous_address:
-        facts.append(f"The address was corrected from {c.previous_address} to {c.address}.")
-    if moved_closing:
-        subject = f"Closing moved to {_day(c.closing_date)}: services updated"
-    elif moved_in:
-        subject = f"Move-in moved to {_day(move_in)}: services updated"
-    else:
-        subject = f"Home services re-planned for {c.address}"
-    if c.changes:
-        rest = "Here is what it means for each service:\n" + _bullets(c.changes)
-    else:
-        rest = (
-            "We're re-timing the home services to match, and will let you know of any "
-            "changes to the dates."
-        )
-    return subject, " ".join(facts) + " " + rest
-
-
-def _reason_for_agent(c: NotificationContext, audience: Audience) -> str:
-    """The reason a closing changed, as the CRM gave it: for the agent's copy only."""
-    if audience is not Audience.agent or not c.reason:
-        return ""
-    return f"\n\nReason given: {c.reason.strip().rstrip('.')}."
-
-
 def _bullets(lines: list[str]) -> str:
     return "\n".join(f"  - {line}" for line in lines)
-
-
-def _service(category: str | None) -> str:
-    if category is None:
-        return "home service"
-    return _SERVICE_WORDS.get(category.lower(), "home service")
 
 
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _required(value: _T | None, field: str, milestone: Milestone) -> _T:
-    if value is None:
-        raise ValueError(f"context.{field} is required for the {milestone.value} message")
-    return value
+def _sentence(text: str) -> str:
+    """A fact told as the end of a sentence: its own full stop and outer spaces dropped."""
+    return text.strip().rstrip(".")
 
 
 def _day(value: date | datetime) -> str:
     day = value.date() if isinstance(value, datetime) else value
     return f"{day:%A}, {day:%B} {day.day}, {day.year}"
-
-
-def _local(value: date | datetime, time_zone: str) -> date | datetime:
-    """A moment on the home's clock; a bare date or a naive time (zone unknown) stays as given."""
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(ZoneInfo(time_zone))
-    return value
 
 
 def _moment(value: date | datetime) -> str:
