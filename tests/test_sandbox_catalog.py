@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from offergrid_sandbox.catalog import CATEGORIES, ZIP_PLACES, seed_catalog
+from offergrid_sandbox.catalog import (
+    CATALOG_FILE,
+    CATEGORIES,
+    ZIP_PLACES,
+    CatalogSeed,
+    seed_catalog,
+)
 from offergrid_sandbox.config import RESELLER_TEAM
 from tests.fixtures_sandbox_core import RESELLER, address, quiet_config, sandbox_client
 
@@ -235,3 +244,13 @@ def test_bad_catalog_parameters_answer_400_naming_the_field(
     assert response.status_code == 400
     assert response.json()["field"] == field
     assert response.json()["error"] == "Bad Request"
+
+
+def test_the_seed_file_is_validated_on_load() -> None:
+    """The catalog's data file is checked on load: an offer naming no provider is refused."""
+    path = resources.files("offergrid_sandbox").joinpath("data", CATALOG_FILE)
+    data = json.loads(path.read_text("utf-8"))
+    CatalogSeed.model_validate(data)  # the shipped file itself is valid
+    data["offers"][0]["provider"] = "prv-nobody"
+    with pytest.raises(ValidationError, match="prv-nobody"):
+        CatalogSeed.model_validate(data)
