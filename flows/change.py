@@ -29,7 +29,7 @@ from preclose.rules.replanning import (
 )
 from preclose.storage import repository
 from preclose.storage.repository import StaleClosingError
-from preclose.wording.notify import Milestone, MilestoneFacts
+from preclose.wording.notify import Milestone, MilestoneFacts, consequence_words
 from tasks.artifacts import publish
 from tasks.catalog import cached_fetch_offers
 from tasks.changes import (
@@ -240,14 +240,14 @@ def _new_address(stored: StoredChange, summary: ChangeSummary, now: datetime) ->
             provider=line.choice.provider_name if line.choice else None,
             outcome=ChangeOutcome.replanned,
             detail=(
-                "planned again at the corrected address; it will be ordered "
-                + (
-                    "today."
+                consequence_words(
+                    "replanned",
+                    ordered_on=None
                     if line.due_now
-                    else f"on {line.placement_date:%a %b} {line.placement_date.day}."
+                    else f"on {line.placement_date:%a %b} {line.placement_date.day}",
                 )
                 if line.choice
-                else f"nothing to order at the corrected address: {line.problem or line.reason}"
+                else consequence_words("nothing_to_order", why=line.problem or line.reason)
             ),
         )
         for line in plan.lines
@@ -281,8 +281,7 @@ def _old_contact(stored: StoredChange, orders: list[Order]) -> list[ServiceConse
                 category=category,
                 provider=provider,
                 outcome=ChangeOutcome.old_contact,
-                detail=f"ordered with the buyer's old {' and '.join(stale)}; ask "
-                f"{provider or 'the provider'} to update it.",
+                detail=consequence_words("old_contact", fields=stale, provider=provider),
                 action_by="agent",
             )
         )
@@ -290,7 +289,8 @@ def _old_contact(stored: StoredChange, orders: list[Order]) -> list[ServiceConse
 
 
 def _sentence(consequence: ServiceConsequence) -> str:
-    return f"{service_name(consequence.category, consequence.provider)}: {consequence.detail}"
+    service = service_name(consequence.category, consequence.provider)
+    return consequence_words("service_line", service=service, detail=consequence.detail)
 
 
 def _tell(stored: StoredChange, summary: ChangeSummary, reason: str | None) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "NotificationContext",
     "NotificationError",
     "compose",
+    "consequence_words",
     "load_targets",
     "message_templates",
     "send",
@@ -224,6 +225,12 @@ def message_templates() -> jinja2.Environment:
     )
     environment.filters.update(day=_day, cap=_cap, bullets=_bullets, sentence=_sentence)
     return environment
+
+
+def consequence_words(kind: str, **facts: object) -> str:
+    """One service's consequence of a change (`kind` names a macro in `consequences.txt.j2`)."""
+    macro = getattr(message_templates().get_template("consequences.txt.j2").module, kind)
+    return str(macro(**facts))
 
 
 def _template_name(milestone: Milestone, audience: Audience) -> str:
