@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -23,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -34,15 +36,20 @@ from offergrid_sandbox.server import running_sandbox
 from preclose.storage.db import make_engine, open_database
 from preclose.storage.ratelimit import (
     DatabaseRateLimiter,
-    PrefectRateLimiter,
     RateLimiter,
     RateWindows,
     Reservation,
     SettlingRateLimiter,
-    ensure_offergrid_rate_limit,
     key_fingerprint,
     rate_limited_http_client,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(
+    0, str(ROOT)
+)  # run as a script: the limiter beside it is benchmarks.prefect_limiter
+
+from benchmarks.prefect_limiter import PrefectRateLimiter, ensure_offergrid_rate_limit  # noqa: E402
 
 START_GRACE_SECONDS = 4.0  # time for the worker processes to import and connect before the start
 
