@@ -33,7 +33,6 @@ __all__ = [
     "Placement",
     "PlacementState",
     "PlanLineBase",
-    "PlanLineCreate",
     "PlanLinePublic",
     "PlanLineRow",
     "PlanLineState",
@@ -305,14 +304,6 @@ class PlanLineRow(PlanLineBase, table=True):
     def runner_up_choices(self) -> list[OfferChoice]:
         """The runners-up as plan models, best first."""
         return [OfferChoice.model_validate(item) for item in self.runners_up]
-
-
-class PlanLineCreate(PlanLineBase):
-    """A new plan line's columns."""
-
-    closing_id: uuid.UUID
-    offer_snapshot: dict[str, Any] | None = None
-    runners_up: list[dict[str, Any]] = []
 
 
 class PlanLinePublic(PlanLineBase):

@@ -26,11 +26,13 @@ from models.tables import (
     Closing,
     ClosingPublic,
     ClosingStatus,
+    ItemStatusHistory,
     OrderItem,
     PlacementState,
     PlanLinePublic,
     PlanLineRow,
     StatusSource,
+    WebhookEvent,
 )
 from preclose.rules.lifecycle import Event, TransitionRefused
 from preclose.storage import repository as repo
@@ -64,6 +66,16 @@ T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 # Builders -------------------------------------------------------------------------------------
+
+
+def _history(session: Session, order_item_id: uuid.UUID) -> list[ItemStatusHistory]:
+    """Every recorded status of an item, oldest event first, read straight from its table."""
+    statement = (
+        select(ItemStatusHistory)
+        .where(ItemStatusHistory.order_item_id == order_item_id)
+        .order_by(ItemStatusHistory.at, ItemStatusHistory.recorded_at)  # type: ignore[arg-type]
+    )
+    return list(session.exec(statement).all())
 
 
 def closing_request(
@@ -845,7 +857,7 @@ def test_mark_placement_placed_records_items(session: Session) -> None:
     assert placement.placed_at == T0
     assert {item.status for item in items.values()} == {"pending"}
     assert items["internet"].status_at == T0
-    history = repo.list_item_history(session=session, order_item_id=items["internet"].id)
+    history = _history(session, items["internet"].id)
     assert [(h.status, h.source) for h in history] == [("pending", StatusSource.placement)]
     assert {row.state for row in lines_by_category(session, closing).values()} == {"placed"}
 
@@ -986,7 +998,7 @@ def test_older_events_never_move_an_item_back(
     assert results == applied
     item = repo.get_item_by_offergrid_id(session=session, offergrid_item_id="item-CL-1-internet")
     assert item is not None and item.status == final
-    history = repo.list_item_history(session=session, order_item_id=items["internet"].id)
+    history = _history(session, items["internet"].id)
     assert len(history) == 1 + sum(applied)
 
 
@@ -1020,7 +1032,7 @@ def test_item_status_details_and_line_state(session: Session) -> None:
     assert (energy.status, energy.account_number) == ("active", "ACCT-42")
     states = {c: row.state for c, row in lines_by_category(session, closing).items()}
     assert states == {"internet": "placed", "energy": "fulfilled"}
-    history = repo.list_item_history(session=session, order_item_id=internet.id)
+    history = _history(session, internet.id)
     assert [(h.status, h.source, h.notes) for h in history] == [
         ("pending", "placement", None),
         ("scheduled", "sync", "tech arrives 2-4pm"),
@@ -1075,27 +1087,6 @@ def test_concurrent_status_events_keep_the_newest(engine: Engine) -> None:
             assert item is not None and (item.status, item.status_at) == ("in_progress", newer)
 
 
-def test_open_and_not_terminal_items(session: Session) -> None:
-    """Open items are the placed ones whose status is not final, per closing and overall."""
-    one, _ = placed_closing(session, {"internet": "off-1", "energy": "off-2"}, crm_id="CL-1")
-    placed_closing(session, {"insurance": "off-3"}, crm_id="CL-2")
-    repo.upsert_item_status(
-        session=session,
-        offergrid_item_id="item-CL-1-energy",
-        status="completed",
-        at=T0 + timedelta(hours=1),
-        source=StatusSource.sync,
-    )
-    open_one = repo.list_open_items(session=session, closing_id=one.id)
-    assert [item.offergrid_item_id for item in open_one] == ["item-CL-1-internet"]
-    everywhere = repo.list_items_not_terminal(session=session)
-    assert {item.offergrid_item_id for item in everywhere} == {
-        "item-CL-1-internet",
-        "item-CL-2-insurance",
-    }
-    assert len(repo.list_items_not_terminal(session=session, limit=1)) == 1
-
-
 def test_fulfilled_closings(session: Session) -> None:
     """A closing is fulfilled when every current line that was to be ordered is fulfilled;
     skipped lines do not count, and a rejected first attempt counts once its retry succeeds."""
@@ -1107,13 +1098,10 @@ def test_fulfilled_closings(session: Session) -> None:
             "CL-1", line("internet", "off-1"), line("energy", "off-2"), line("television", None)
         ),
     )
-    other, _ = placed_closing(session, {"insurance": "off-3"}, crm_id="CL-2")
+    placed_closing(session, {"insurance": "off-3"}, crm_id="CL-2")
 
-    def fulfilled() -> tuple[bool, list[str]]:
-        return (
-            repo.is_closing_fulfilled(session=session, closing_id=closing.id),
-            [c.crm_closing_id for c in repo.list_fulfilled_closings(session=session)],
-        )
+    def fulfilled() -> list[str]:
+        return [c.crm_closing_id for c in repo.list_fulfilled_closings(session=session)]
 
     def event(item_id: str, status: str, hours: int) -> None:
         repo.upsert_item_status(
@@ -1124,10 +1112,10 @@ def test_fulfilled_closings(session: Session) -> None:
             source=StatusSource.webhook,
         )
 
-    assert fulfilled() == (False, [])
+    assert fulfilled() == []
     event("item-CL-1-internet", "active", 1)
     event("item-CL-1-energy", "rejected", 1)
-    assert fulfilled() == (False, [])
+    assert fulfilled() == []
 
     repo.save_plan(
         session=session,
@@ -1148,12 +1136,11 @@ def test_fulfilled_closings(session: Session) -> None:
         items=[PlacedItem("off-5", "item-retry")],
         placed_at=T0 + timedelta(hours=2),
     )
-    assert fulfilled() == (False, [])
+    assert fulfilled() == []
     event("item-retry", "completed", 3)
-    assert fulfilled() == (True, ["CL-1"])
-    assert not repo.is_closing_fulfilled(session=session, closing_id=other.id)
+    assert fulfilled() == ["CL-1"]  # and not CL-2, whose insurance is still under way
     repo.transition_closing(session=session, closing_id=closing.id, event=Event.all_live)
-    assert fulfilled() == (True, [])  # already marked: no longer a live closing to finish
+    assert fulfilled() == []  # already marked: no longer a live closing to finish
 
 
 # Webhooks, API calls, notifications -----------------------------------------------------------
@@ -1175,9 +1162,11 @@ def test_webhook_events_are_deduplicated(session: Session) -> None:
         session=session, dedupe_key="evt-1", raw_body="{}", signature_ok=True
     )
     assert repeat is None
-    done = repo.mark_webhook_processed(session=session, event_id=first.id, outcome="applied")
+    assert repo.finish_webhook_event(session=session, event_id=first.id, outcome="applied")
+    done = session.get(WebhookEvent, first.id)
     assert done is not None and done.outcome == "applied" and done.processed_at is not None
-    assert repo.mark_webhook_processed(session=session, event_id=uuid.uuid4(), outcome="x") is None
+    assert not repo.finish_webhook_event(session=session, event_id=first.id, outcome="again")
+    assert not repo.finish_webhook_event(session=session, event_id=uuid.uuid4(), outcome="x")
 
 
 def test_forged_webhook_does_not_claim_the_key(session: Session) -> None:

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from rich.table import Table
-
 _STATUS_WORDS = {
     "pending": "ordered, waiting for the provider",
     "submitted_to_provider": "sent to the provider",
@@ -90,23 +88,6 @@ def timeline_markdown(title: str, entries: Sequence[TimelineEntry], chart: str) 
     return (
         f"# {title}\n\n```text\n{chart}\n```\n\n| Day | Service | What |\n|---|---|---|\n{rows}\n"
     )
-
-
-def timeline_table(title: str, entries: Sequence[TimelineEntry]) -> Table:
-    """The timeline as a rich table for the terminal."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("Day")
-    table.add_column("Service")
-    table.add_column("What")
-    for entry in entries:
-        style = "dim" if entry.done else ""
-        table.add_row(
-            f"{entry.day:%a %b %-d}",
-            entry.category or "",
-            ("✓ " if entry.done else "") + entry.text,
-            style=style,
-        )
-    return table
 
 
 def window_chart(

@@ -29,7 +29,6 @@ from preclose.storage.repository.closings import (
     get_closing,
     get_closing_by_crm_id,
     list_closings,
-    list_closings_in,
     transition_closing,
     update_closing_request,
 )
@@ -58,14 +57,12 @@ from preclose.storage.repository.crm import (
 from preclose.storage.repository.crm import mark_crm_request_started as mark_crm_request_started
 from preclose.storage.repository.crm import record_crm_request as record_crm_request
 from preclose.storage.repository.crm import record_webhook_delivery as record_webhook_delivery
-from preclose.storage.repository.crm import reopen_crm_request as reopen_crm_request
 from preclose.storage.repository.crm import restart_crm_request as restart_crm_request
 from preclose.storage.repository.crm import revoke_api_key as revoke_api_key
 from preclose.storage.repository.crm import webhook_figures as webhook_figures
 from preclose.storage.repository.crm import webhook_refusals as webhook_refusals
 from preclose.storage.repository.events import (
     mark_notification_sent,
-    mark_webhook_processed,
     record_api_call,
     record_notification,
     record_webhook_event,
@@ -74,13 +71,9 @@ from preclose.storage.repository.events import notification_key as notification_
 from preclose.storage.repository.items import (
     fill_item_facts,
     get_item_by_offergrid_id,
-    is_closing_fulfilled,
     list_fulfilled_closings,
-    list_item_history,
-    list_items_not_terminal,
     list_items_watched,
     list_live_items_without_account,
-    list_open_items,
     upsert_item_status,
 )
 from preclose.storage.repository.placements import claim_placement as claim_placement
@@ -126,18 +119,13 @@ __all__ = [
     "get_placement",
     "get_plan_line",
     "intent_key_for",
-    "is_closing_fulfilled",
     "list_attempts",
     "list_closings",
-    "list_closings_in",
     "list_due_plan_lines",
     "list_fulfilled_closings",
-    "list_item_history",
-    "list_items_not_terminal",
     "list_items_watched",
     "list_lines_to_repick",
     "list_live_items_without_account",
-    "list_open_items",
     "list_placement_items",
     "list_placements",
     "list_plan_lines",
@@ -145,7 +133,6 @@ __all__ = [
     "mark_placement_failed",
     "mark_placement_placed",
     "mark_placement_unknown",
-    "mark_webhook_processed",
     "record_api_call",
     "record_notification",
     "record_webhook_event",

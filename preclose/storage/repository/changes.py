@@ -30,6 +30,7 @@ from preclose.storage.repository._base import (
     _lock_closing,
 )
 from preclose.storage.repository.placements import (
+    _fail_placement,
     _lock_placement,
     _set_line_states,
     intent_key_for,
@@ -65,12 +66,7 @@ def withdraw_placement(
     ):
         session.rollback()
         return False
-    placement.state = PlacementState.failed
-    placement.claimed_until = None
-    placement.last_error = reason
-    placement.updated_at = at
-    items = list_placement_items(session=session, placement_id=placement_id)
-    _set_line_states(session, [item.plan_line_id for item in items], PlanLineState.cancelled, at)
+    _fail_placement(session, placement, error=reason, lines=PlanLineState.cancelled, now=at)
     _commit(session)
     return True
 

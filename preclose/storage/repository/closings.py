@@ -180,13 +180,3 @@ def advance_closing(*, session: Session, closing_id: uuid.UUID) -> Closing:
         _move(closing, event, reason=None, at=utcnow())
     _commit(session)
     return closing
-
-
-def list_closings_in(*, session: Session, statuses: Iterable[ClosingStatus]) -> list[Closing]:
-    """Every closing in one of `statuses`, by closing date."""
-    statement = (
-        select(Closing)
-        .where(col(Closing.status).in_(list(statuses)))
-        .order_by(col(Closing.closing_date), col(Closing.crm_closing_id))
-    )
-    return list(session.exec(statement).all())

@@ -404,23 +404,3 @@ def restart_crm_request(*, session: Session, request_id: uuid.UUID, attempt: int
     )
     _commit(session)
     return bool(result.rowcount)
-
-
-def reopen_crm_request(*, session: Session, request_id: uuid.UUID) -> bool:
-    """Open a finished request again for a retry (one more attempt); False if it is open."""
-    request = session.get(CrmRequest, request_id)
-    if request is None or request.finished_at is None:
-        return False
-    result = session.exec(
-        update(CrmRequest)
-        .where(col(CrmRequest.id) == request_id, col(CrmRequest.attempt) == request.attempt)
-        .values(
-            attempt=request.attempt + 1,
-            flow_run_id=None,
-            started_at=None,
-            finished_at=None,
-            outcome=None,
-        )
-    )
-    _commit(session)
-    return bool(result.rowcount)

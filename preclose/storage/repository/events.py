@@ -54,23 +54,6 @@ def record_webhook_event(
     return event
 
 
-def mark_webhook_processed(
-    *,
-    session: Session,
-    event_id: uuid.UUID,
-    outcome: str,
-    processed_at: datetime | None = None,
-) -> WebhookEvent | None:
-    """Record what handling a webhook event did (None if there is no such event)."""
-    event = session.get(WebhookEvent, event_id)
-    if event is None:
-        return None
-    event.processed_at = _aware("processed_at", processed_at) if processed_at else utcnow()
-    event.outcome = outcome[:200]
-    _commit(session)
-    return event
-
-
 def record_api_call(
     *,
     session: Session,

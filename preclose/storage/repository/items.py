@@ -109,36 +109,11 @@ def upsert_item_status(
     return True
 
 
-def list_item_history(*, session: Session, order_item_id: uuid.UUID) -> list[ItemStatusHistory]:
-    """Every recorded status of an item, oldest event first."""
-    statement = (
-        select(ItemStatusHistory)
-        .where(col(ItemStatusHistory.order_item_id) == order_item_id)
-        .order_by(col(ItemStatusHistory.at), col(ItemStatusHistory.recorded_at))
-    )
-    return list(session.exec(statement).all())
-
-
 def _not_terminal() -> Any:
     return or_(
         col(OrderItem.status).is_(None),
         col(OrderItem.status).not_in(sorted(TERMINAL_ITEM_STATUSES)),
     )
-
-
-def list_open_items(*, session: Session, closing_id: uuid.UUID) -> list[OrderItem]:
-    """The closing's placed items whose status is not final yet."""
-    statement = (
-        select(OrderItem)
-        .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
-        .where(
-            col(Placement.closing_id) == closing_id,
-            col(OrderItem.offergrid_item_id).is_not(None),
-            _not_terminal(),
-        )
-        .order_by(col(OrderItem.offer_id))
-    )
-    return list(session.exec(statement).all())
 
 
 def list_items_watched(*, session: Session) -> list[OrderItem]:
@@ -185,18 +160,6 @@ def fill_item_facts(*, session: Session, offergrid_item_id: str, account_number:
     return True
 
 
-def list_items_not_terminal(*, session: Session, limit: int | None = None) -> list[OrderItem]:
-    """Placed items anywhere whose status is not final, least recently updated first (for sync)."""
-    statement = (
-        select(OrderItem)
-        .where(col(OrderItem.offergrid_item_id).is_not(None), _not_terminal())
-        .order_by(col(OrderItem.updated_at), col(OrderItem.id))
-    )
-    if limit is not None:
-        statement = statement.limit(limit)
-    return list(session.exec(statement).all())
-
-
 def _fulfilled_closing_filter() -> Any:
     """True for a closing whose current lines are all fulfilled or skipped, some fulfilled."""
     line = aliased(PlanLineRow)
@@ -210,12 +173,6 @@ def _fulfilled_closing_filter() -> Any:
             )
         ),
     )
-
-
-def is_closing_fulfilled(*, session: Session, closing_id: uuid.UUID) -> bool:
-    """Whether every line of the closing that was to be ordered is fulfilled (skipped aside)."""
-    statement = select(Closing.id).where(col(Closing.id) == closing_id, _fulfilled_closing_filter())
-    return session.exec(statement).first() is not None
 
 
 def list_fulfilled_closings(*, session: Session) -> list[Closing]:

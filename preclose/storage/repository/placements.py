@@ -190,6 +190,18 @@ def _set_line_states(
             line.updated_at = now
 
 
+def _fail_placement(
+    session: Session, placement: Placement, *, error: str, lines: PlanLineState, now: datetime
+) -> None:
+    """Fail a locked placement that was never sent, and give its plan lines the state `lines`."""
+    placement.state = PlacementState.failed
+    placement.claimed_until = None
+    placement.last_error = error
+    placement.updated_at = now
+    items = list_placement_items(session=session, placement_id=placement.id)
+    _set_line_states(session, [item.plan_line_id for item in items], lines, now)
+
+
 def mark_placement_placed(
     *,
     session: Session,
@@ -308,13 +320,7 @@ def mark_placement_failed(*, session: Session, placement_id: uuid.UUID, error: s
             f"placement_id: placement {placement_id} is order {placement.offergrid_order_id}; "
             "cancel the order instead"
         )
-    now = utcnow()
-    placement.state = PlacementState.failed
-    placement.claimed_until = None
-    placement.last_error = error
-    placement.updated_at = now
-    items = list_placement_items(session=session, placement_id=placement_id)
-    _set_line_states(session, [item.plan_line_id for item in items], PlanLineState.failed, now)
+    _fail_placement(session, placement, error=error, lines=PlanLineState.failed, now=utcnow())
     _commit(session)
     return placement
 
