@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -37,17 +35,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.scale_out import (  # noqa: E402
     POOL,
-    deploy_everything,
-    environment,
-    fresh_database,
-    local_offergrid,
+    scratch_installation,
     wait_for,
 )
 
@@ -193,43 +187,25 @@ def main() -> int:
     args = parser.parse_args()
     started = time.monotonic()
     deadline = started + args.timeout
-    admin = sa.engine.make_url(args.admin_url)
 
     with ExitStack() as stack:
-        home = Path(tempfile.mkdtemp(prefix="preclose-kill-"))
-        stack.callback(shutil.rmtree, home, ignore_errors=True)
-        prefect_db = stack.enter_context(fresh_database(args.admin_url, "preclose_kill_prefect"))
-        app_db = stack.enter_context(fresh_database(args.admin_url, "preclose_kill_app"))
-        offergrid = stack.enter_context(local_offergrid())
-        os.environ.update(
-            environment(
-                home=home,
-                prefect_db=admin.set(
-                    drivername="postgresql+asyncpg", database=prefect_db
-                ).render_as_string(hide_password=False),
-                app_url=admin.set(
-                    drivername="postgresql+psycopg", database=app_db
-                ).render_as_string(hide_password=False),
-                sandbox_url=offergrid.url,
-                api_url=f"http://127.0.0.1:{BASE_PORT}/api",
-            )
+        scratch = scratch_installation(
+            stack,
+            admin_url=args.admin_url,
+            name="kill",
+            port=BASE_PORT,
+            # A run its killed worker left "running" is taken as lost after this long.
+            extra_environment={
+                "PRECLOSE_RECONCILE_STALE_MINUTES": "1",
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+            },
         )
-        # A run its killed worker left "running" is taken as lost after this long.
-        os.environ["PRECLOSE_RECONCILE_STALE_MINUTES"] = "1"
-        os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
-        from preclose.app.serve import prefect_server, threaded_app
-        from preclose.settings import get_settings
-        from preclose.storage.db import dispose_engines, get_engine
-
-        stack.callback(dispose_engines)
-        print(f"Prefect server on PostgreSQL ({prefect_db}), preclose tables in {app_db}")
-        stack.enter_context(prefect_server(get_settings(), BASE_PORT, home / "server.log"))
-        get_engine()
-        deploy_everything()
-
+        home, offergrid = scratch.home, scratch.offergrid
         from preclose.app.api import create_api
         from preclose.app.api.auth import issue_api_key
         from preclose.app.runtime import db_session
+        from preclose.app.serve import threaded_app
+        from preclose.settings import get_settings
 
         app = create_api(get_settings())
         clock = offergrid.sandbox.clock

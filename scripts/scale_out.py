@@ -271,6 +271,56 @@ def local_offergrid() -> Iterator[LocalOffergrid]:
         yield LocalOffergrid(url=url, sandbox=app.state.sandbox, arrivals=arrivals)
 
 
+@dataclass
+class Scratch:
+    """A scratch installation: its home folder, the local Offergrid and its two databases."""
+
+    home: Path
+    offergrid: LocalOffergrid
+    prefect_db: str
+    app_db: str
+
+
+def scratch_installation(
+    stack: ExitStack,
+    *,
+    admin_url: str,
+    name: str,
+    port: int,
+    extra_environment: dict[str, str] | None = None,
+) -> Scratch:
+    """Fresh databases, a local Offergrid, the shared environment, a Prefect server on `port`
+    and every deployment; `stack` undoes all of it."""
+    admin = sa.engine.make_url(admin_url)
+    home = Path(tempfile.mkdtemp(prefix=f"preclose-{name}-"))
+    stack.callback(shutil.rmtree, home, ignore_errors=True)
+    prefect_db = stack.enter_context(fresh_database(admin_url, f"preclose_{name}_prefect"))
+    app_db = stack.enter_context(fresh_database(admin_url, f"preclose_{name}_app"))
+    offergrid = stack.enter_context(local_offergrid())
+    os.environ.update(
+        environment(
+            home=home,
+            prefect_db=admin.set(
+                drivername="postgresql+asyncpg", database=prefect_db
+            ).render_as_string(hide_password=False),
+            app_url=admin.set(drivername="postgresql+psycopg", database=app_db).render_as_string(
+                hide_password=False
+            ),
+            sandbox_url=offergrid.url,
+            api_url=f"http://127.0.0.1:{port}/api",
+        )
+    )
+    os.environ.update(extra_environment or {})
+    from preclose.storage.db import dispose_engines, get_engine
+
+    stack.callback(dispose_engines)  # before the databases are dropped (callbacks run LIFO)
+    print(f"Prefect server on PostgreSQL ({prefect_db}), preclose tables in {app_db}")
+    stack.enter_context(prefect_server(get_settings(), port, home / "server.log"))
+    get_engine()  # migrate our tables once, before workers race to
+    deploy_everything()
+    return Scratch(home=home, offergrid=offergrid, prefect_db=prefect_db, app_db=app_db)
+
+
 def request_figures(offergrid: LocalOffergrid) -> tuple[int, int, int, list[int]]:
     """(requests Offergrid received, busiest rolling window, 429s sent, requests per window)."""
     times = sorted(offergrid.arrivals)
@@ -317,35 +367,11 @@ def main() -> int:
     args = parser.parse_args()
     started = time.monotonic()
     deadline = started + args.timeout
-    admin = sa.engine.make_url(args.admin_url)
 
     with ExitStack() as stack:
-        home = Path(tempfile.mkdtemp(prefix="preclose-scale-"))
-        stack.callback(shutil.rmtree, home, ignore_errors=True)
-        prefect_db = stack.enter_context(fresh_database(args.admin_url, "preclose_scale_prefect"))
-        app_db = stack.enter_context(fresh_database(args.admin_url, "preclose_scale_app"))
-        offergrid = stack.enter_context(local_offergrid())
         port = free_port()
-        os.environ.update(
-            environment(
-                home=home,
-                prefect_db=admin.set(
-                    drivername="postgresql+asyncpg", database=prefect_db
-                ).render_as_string(hide_password=False),
-                app_url=admin.set(
-                    drivername="postgresql+psycopg", database=app_db
-                ).render_as_string(hide_password=False),
-                sandbox_url=offergrid.url,
-                api_url=f"http://127.0.0.1:{port}/api",
-            )
-        )
-        from preclose.storage.db import dispose_engines, get_engine
-
-        stack.callback(dispose_engines)  # before the databases are dropped (callbacks run LIFO)
-        print(f"Prefect server on PostgreSQL ({prefect_db}), preclose tables in {app_db}")
-        stack.enter_context(prefect_server(get_settings(), port, home / "server.log"))
-        get_engine()  # migrate our tables once, before two workers race to
-        deploy_everything()
+        scratch = scratch_installation(stack, admin_url=args.admin_url, name="scale", port=port)
+        home, offergrid = scratch.home, scratch.offergrid
         print(f"Deployed every flow to the process pool {POOL!r}; starting {len(WORKERS)} workers")
         logs = {name: home / f"{name}.log" for name in WORKERS}
         for name, path in logs.items():
