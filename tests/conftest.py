@@ -14,6 +14,13 @@ pytest_plugins = ["tests.fixtures_prefect"]
 _OWN_PREFIXES = ("PRECLOSE_", "OFFERGRID_")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the Prefect test server slow, so `-m "not slow"` skips it."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Remove every PRECLOSE_/OFFERGRID_ variable so each test builds its own settings."""
