@@ -21,7 +21,7 @@ from prefect.client.schemas.actions import (
 from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-from preclose.ratelimit import RateWindows
+from preclose.storage.ratelimit import RateWindows
 
 LIMIT_NAME_PREFIX = "offergrid-api"
 

@@ -7,7 +7,6 @@ import time
 import uuid
 
 import pytest
-from preclose.ratelimit import RateWindows
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
 
@@ -19,6 +18,7 @@ from benchmarks.prefect_limiter import (
 )
 from offergrid_sandbox.config import SandboxConfig
 from offergrid_sandbox.server import running_sandbox
+from preclose.storage.ratelimit import RateWindows
 from tests.test_ratelimit import (
     _SCALED,
     _SCALED_WINDOWS,
