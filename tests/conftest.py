@@ -15,9 +15,12 @@ _OWN_PREFIXES = ("PRECLOSE_", "OFFERGRID_")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that needs the Prefect test server slow, so `-m "not slow"` skips it."""
+    """Mark slow, so `-m "not slow"` skips them: every test that needs the Prefect test server,
+    and the PostgreSQL copy of a test that also runs on SQLite (the fast loop keeps that one)."""
     for item in items:
-        if "prefect_harness" in getattr(item, "fixturenames", ()):
+        if "prefect_harness" in getattr(item, "fixturenames", ()) or item.get_closest_marker(
+            "postgres"
+        ):
             item.add_marker(pytest.mark.slow)
 
 

@@ -560,6 +560,7 @@ def test_duplicated_and_reordered_deliveries_end_in_offergrids_state(
     assert len(emitted(prefect_events)) == figures["applied"]
 
 
+@pytest.mark.slow  # places the closing through the flows: Prefect starts a temporary server
 def test_deliveries_refused_while_unconfigured_are_retried_and_applied(
     receiver: Receiver, wired: WebhookDispatcher
 ) -> None:

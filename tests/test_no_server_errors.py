@@ -38,6 +38,9 @@ from tests.fixtures_db import temporary_postgres_database as postgres_database
 from tests.fixtures_planning import closing_data
 
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+# Generated requests by the hundred: the whole module is for the full suite, not the fast loop.
+pytestmark = pytest.mark.slow
+
 BOUNDED = settings(
     max_examples=12,
     deadline=None,

@@ -182,6 +182,7 @@ print(json.dumps(stamps), flush=True)
 """
 
 
+@pytest.mark.slow  # two real processes
 def test_two_processes_share_one_database_limit(engine: Engine) -> None:
     """Two processes on one key and one database together stay within the window."""
     url = engine.url.render_as_string(hide_password=False)
@@ -273,6 +274,7 @@ def test_database_limiter_gets_no_429_at_the_limit(engine: Engine) -> None:
     assert outcomes.count("ok") == 21 and "429" not in outcomes
 
 
+@pytest.mark.slow  # waits out a real Retry-After on a loopback sandbox
 def test_a_429_defers_every_caller_of_the_key(engine: Engine) -> None:
     """When another user of the key spent the window, our 429 holds the limiter for Retry-After."""
     windows = RateWindows(per_minute=100, per_hour=10_000, minute_seconds=60, hour_seconds=3600)
