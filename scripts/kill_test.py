@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.scale_out import (  # noqa: E402
     POOL,
+    add_admin_url,
     scratch_installation,
     wait_for,
 )
@@ -179,11 +180,7 @@ def main() -> int:
     parser.add_argument("--closings", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=2400.0, help="seconds for the whole run")
     parser.add_argument("--advance-days", type=int, default=14, help="then place what is due")
-    parser.add_argument(
-        "--admin-url",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-        help="a PostgreSQL URL allowed to create and drop databases",
-    )
+    add_admin_url(parser)
     args = parser.parse_args()
     started = time.monotonic()
     deadline = started + args.timeout

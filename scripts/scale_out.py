@@ -271,6 +271,15 @@ def local_offergrid() -> Iterator[LocalOffergrid]:
         yield LocalOffergrid(url=url, sandbox=app.state.sandbox, arrivals=arrivals)
 
 
+def add_admin_url(parser: argparse.ArgumentParser) -> None:
+    """The --admin-url option: where the scratch databases are created and dropped."""
+    parser.add_argument(
+        "--admin-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        help="a PostgreSQL URL allowed to create and drop databases",
+    )
+
+
 @dataclass
 class Scratch:
     """A scratch installation: its home folder, the local Offergrid and its two databases."""
@@ -359,11 +368,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--closings", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=480.0, help="seconds for the whole run")
-    parser.add_argument(
-        "--admin-url",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-        help="a PostgreSQL URL allowed to create and drop databases",
-    )
+    add_admin_url(parser)
     args = parser.parse_args()
     started = time.monotonic()
     deadline = started + args.timeout
