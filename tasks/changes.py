@@ -1,4 +1,4 @@
-"""Change tasks: store a changed closing, settle and read its orders, cancel them, tell people."""
+"""Change tasks: store a changed closing, settle and read its orders, cancel them."""
 
 from __future__ import annotations
 
