@@ -17,6 +17,7 @@ from preclose.app.runtime import db_session
 from preclose.names import as_of_or_now, closing_tag
 from preclose.rules import lifecycle
 from preclose.rules.lifecycle import ChangeRoute
+from preclose.rules.order_placement import FELL_THROUGH_REASON
 from preclose.rules.replanning import (
     Decision,
     Step,
@@ -43,7 +44,6 @@ from tasks.changes import (
 )
 from tasks.lifecycle import finish_request, mark_needs_attention, request_facts
 from tasks.notifications import notify_milestone
-from tasks.orders import FELL_THROUGH_REASON
 from tasks.planning import plan_and_store
 from tasks.replan import decide_new_dates, save_new_dates
 from tasks.schedules import cancel_closing_schedule, sync_closing_schedule

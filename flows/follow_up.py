@@ -12,13 +12,13 @@ from flows.runs import follow_up_run_name, tag_this_run
 from models.summary import FollowUpSummary
 from preclose.app.runtime import db_session
 from preclose.names import as_of_or_now, closing_tag
+from preclose.rules.tracking import RiskFinding
 from preclose.storage import repository
 from preclose.wording.notify import Milestone, MilestoneFacts
 from tasks.artifacts import publish
 from tasks.notifications import notify_milestone
 from tasks.replan import repick_rejected
 from tasks.tracking import (
-    RiskFinding,
     advance_closings,
     assess_risks,
     fill_account_numbers,

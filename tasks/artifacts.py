@@ -29,10 +29,11 @@ def artifact_key(prefix: str, crm_closing_id: str) -> str:
 def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> None:
     """Publish the closing's plan table and markdown timeline; the keys keep one history each."""
     with db_session() as session:
-        report = closing_report(session=session, closing_id=closing_id, as_of=as_of)
-        row = repository.get_closing(session=session, closing_id=closing_id)
-        assert row is not None  # the report read it
-        reason, since = row.attention_reason, row.attention_at
+        record = repository.read_closing_record(session=session, closing_id=closing_id)
+    if record is None:
+        raise LookupError(f"closing_id: no closing {closing_id}")
+    report = closing_report(record, as_of=as_of)
+    reason, since = record.closing.attention_reason, record.closing.attention_at
     state = describe(report.status)
     if reason and report.status == ClosingStatus.needs_attention.value:
         # A person must act: the reason and the time lead the plan, where they look first.

@@ -2,49 +2,27 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NONE
 from prefect.context import TaskRunContext
-from sqlmodel import Session
 
-from models.tables import ClosingStatus, PlacementState, StatusSource
-from offergrid.errors import (
-    APIConnectionError,
-    InternalServerError,
-    NotCancellableError,
-    OffergridError,
-    RateLimitError,
-)
+from models.tables import StatusSource
 from offergrid.models import Order
 from preclose.app.runtime import db_session, endpoint_fingerprint, offergrid_client, policy
-from preclose.rules.placing import (
-    DueLine,
-    LineWindow,
-    find_order_for_intent,
-    group_due_lines,
-    item_windows,
-    order_request,
-)
+from preclose.rules.order_placement import Claim, send_placement
 from preclose.rules.tracking import updates_from_orders
 from preclose.storage import repository
 from tasks.policies import OFFERGRID_TASK_OPTIONS
 from tasks.self_serve import record_buyer_customer
 from tasks.tracking import record_update
 
-logger = logging.getLogger(__name__)
-
 # Long enough for one order call with its timeouts; a placer that dies frees the placement then.
 PLACEMENT_LEASE = timedelta(minutes=2)
-# What Offergrid (and the provider) read when we cancel an order because the deal is off.
-FELL_THROUGH_REASON = "The closing fell through"
-_CALLED_OFF = frozenset({ClosingStatus.fell_through})
-# The request may have reached Offergrid and created the order before these errors came back.
-_UNCLEAR = (InternalServerError, APIConnectionError)
 
 
 def record_placed(placement_id: uuid.UUID, order: Order) -> str:
@@ -68,107 +46,72 @@ def record_placed(placement_id: uuid.UUID, order: Order) -> str:
     return order.order_id
 
 
-@task(name="place order", cache_policy=NONE, **OFFERGRID_TASK_OPTIONS)
-def place_order(placement_id: uuid.UUID) -> str | None:
-    """Place the order recorded as this intent, unless it exists; returns Offergrid's order ID.
+class StoredPlacement:
+    """The placement ledger over our database: each step one repository unit of work."""
 
-    The intent (and its Idempotency-Key) was stored before this call. A placer first claims the
-    placement for a short lease, so two runs never send it at once. After any unclear outcome
-    (a 5xx, a timeout, a crash before our write) the next attempt looks the order up by the key in
-    its metadata before placing again: the real Offergrid may ignore the Idempotency-Key.
-    """
-    with db_session() as session:
-        placement = repository.claim_placement(
-            session=session, placement_id=placement_id, lease=PLACEMENT_LEASE
-        )
-        if placement is None:
-            current = repository.get_placement(session=session, placement_id=placement_id)
-            # Placed already, failed for good, or another placer holds it right now.
-            if current is None or current.offergrid_order_id is None:
-                return None
-            # A retry after a cancel that did not get through (below) tries that cancel again.
-            return _unless_closing_ended(current.id, current.closing_id, current.offergrid_order_id)
-        items = repository.list_placement_items(session=session, placement_id=placement_id)
-        closing_row = repository.get_closing(session=session, closing_id=placement.closing_id)
-        assert closing_row is not None  # the placement's foreign key guarantees it
-        live = closing_row.status in repository.LIVE_CLOSING_STATUSES
-        closing = closing_row.closing_request()
-        lines = [_line_window(session, item.plan_line_id, item.offer_id) for item in items]
-    if not live:
-        # The deal fell through or was cancelled after the intent: never order for it.
+    def __init__(self, placement_id: uuid.UUID) -> None:
+        """The ledger of one placement."""
+        self.placement_id = placement_id
+        self.closing_id: uuid.UUID | None = None
+
+    def claim(self) -> Claim | None:
+        """Claim the placement for a lease and read what its order is made from."""
+        with db_session() as session:
+            claim = repository.claim_placement_to_send(
+                session=session, placement_id=self.placement_id, lease=PLACEMENT_LEASE
+            )
+        self.closing_id = claim.closing_id if claim is not None else None
+        return claim
+
+    def recorded_order_id(self) -> str | None:
+        """The Offergrid order ID recorded for the placement, if any."""
+        with db_session() as session:
+            current = repository.get_placement(session=session, placement_id=self.placement_id)
+            return current.offergrid_order_id if current is not None else None
+
+    def record_placed(self, order: Order) -> str:
+        """Record Offergrid's order (looked up at call time, so a test can stop here)."""
+        return record_placed(self.placement_id, order)
+
+    def release(self) -> None:
+        """Give the lease back."""
+        with db_session() as session:
+            repository.release_placement(session=session, placement_id=self.placement_id)
+
+    def mark_unknown(self, error: str) -> None:
+        """The order may exist: look it up first next time."""
+        with db_session() as session:
+            repository.mark_placement_unknown(
+                session=session, placement_id=self.placement_id, error=error
+            )
+
+    def mark_failed(self, error: str) -> None:
+        """The placement failed for good."""
         with db_session() as session:
             repository.mark_placement_failed(
-                session=session, placement_id=placement_id, error="the closing is no longer live"
+                session=session, placement_id=self.placement_id, error=error
             )
-        return None
 
-    key = placement.intent_key
-    with offergrid_client() as client:
-        try:
-            if placement.attempts > 1 or placement.state == PlacementState.unknown:
-                existing = find_order_for_intent(client.list_orders(), key)
-                if existing is not None:
-                    logger.info("The order for this intent already exists; recording it")
-                    order_id = record_placed(placement_id, existing)
-                    return _unless_closing_ended(placement_id, placement.closing_id, order_id)
-            request = order_request(
-                closing,
-                [item.offer_id for item in items],
-                intent_key=key,
-                windows=item_windows(closing, lines, policy()),
-            )
-            created = client.place_order(request, idempotency_key=key)
-        except RateLimitError:
-            # Offergrid refused before doing anything: nothing to look up on the next attempt.
-            with db_session() as session:
-                repository.release_placement(session=session, placement_id=placement_id)
-            raise
-        except OffergridError as err:
-            with db_session() as session:
-                if isinstance(err, _UNCLEAR):
-                    repository.mark_placement_unknown(
-                        session=session, placement_id=placement_id, error=type(err).__name__
-                    )
-                else:
-                    repository.mark_placement_failed(
-                        session=session, placement_id=placement_id, error=str(err)
-                    )
-            raise
-        except BaseException:
-            with db_session() as session:
-                repository.release_placement(session=session, placement_id=placement_id)
-            raise
-    order_id = record_placed(placement_id, created)
-    # The buyer becomes our Offergrid customer with their first order (once per buyer).
-    record_buyer_customer(placement.closing_id)
-    return _unless_closing_ended(placement_id, placement.closing_id, order_id)
+    def items_to_cancel(self) -> list[str] | None:
+        """Item IDs to cancel if the closing fell through and an item is still open."""
+        with db_session() as session:
+            return repository.items_to_cancel(session=session, placement_id=self.placement_id)
+
+    def record_cancelled(self, order: Order, item_ids: Sequence[str]) -> None:
+        """Store the cancelled order's item statuses."""
+        for update in updates_from_orders([order], list(item_ids)):
+            record_update(update, StatusSource.cancel)
+
+    def first_order_placed(self) -> None:
+        """Make the buyer our Offergrid customer (once per buyer, best effort)."""
+        assert self.closing_id is not None  # only a claimed placement places an order
+        record_buyer_customer(self.closing_id)
 
 
-def _unless_closing_ended(placement_id: uuid.UUID, closing_id: uuid.UUID, order_id: str) -> str:
-    """Cancel an order just recorded if its closing fell through meanwhile; returns its ID.
-
-    The live check before the order call cannot see a fall-through that lands while the call is
-    out. Looking again after the order is recorded closes that gap: the fall-through flow cancels
-    every order recorded before it changed the status, and this cancels every one recorded after.
-    """
-    with db_session() as session:
-        closing = repository.get_closing(session=session, closing_id=closing_id)
-        items = repository.list_placement_items(session=session, placement_id=placement_id)
-    if closing is None or closing.status not in _CALLED_OFF:
-        return order_id
-    if all(item.status in repository.TERMINAL_ITEM_STATUSES for item in items):
-        return order_id  # cancelled (or ended) already
-    logger.warning("The closing is no longer live: cancelling the order just placed")
-    with offergrid_client() as client:
-        try:
-            order = client.cancel_order(order_id, reason=FELL_THROUGH_REASON)
-        except NotCancellableError:
-            logger.warning("Offergrid would not cancel it; the buyer must call the provider")
-            return order_id
-    item_ids = [item.offergrid_item_id for item in items if item.offergrid_item_id]
-    for update in updates_from_orders([order], item_ids):
-        record_update(update, StatusSource.cancel)
-    return order_id
+@task(name="place order", cache_policy=NONE, **OFFERGRID_TASK_OPTIONS)
+def place_order(placement_id: uuid.UUID) -> str | None:
+    """Place the order recorded as this intent exactly once (rules.order_placement decides)."""
+    return send_placement(StoredPlacement(placement_id), offergrid_client, policy())
 
 
 def orders_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -199,52 +142,4 @@ def list_orders(period: str) -> list[Order]:
 def prepare_placements(closing_id: uuid.UUID | None, as_of: datetime) -> list[uuid.UUID]:
     """Placements to send now: unfinished ones, then one new intent per closing's due lines."""
     with db_session() as session:
-        unfinished = repository.list_placements(
-            session=session,
-            states=[PlacementState.intent, PlacementState.unknown],
-            closing_id=closing_id,
-        )
-        # The query widens "today" by a day; each closing's own zone decides below.
-        candidates = repository.list_due_plan_lines(
-            session=session, as_of_date=(as_of + timedelta(days=1)).date(), closing_id=closing_id
-        )
-        zones = {line.closing_id: _zone_of(session, line.closing_id) for line in candidates}
-        batches = group_due_lines(
-            [
-                DueLine(line.id, line.closing_id, line.placement_date, line.service_date)
-                for line in candidates
-            ],
-            time_zones=zones,
-            as_of=as_of,
-        )
-        created = [
-            repository.create_placement_intent(
-                session=session,
-                closing_id=batch.closing_id,
-                plan_line_ids=list(batch.line_ids),
-                due_date=batch.due_date,
-            )
-            for batch in batches
-        ]
-    ids = [placement.id for placement in unfinished]
-    return ids + [placement.id for placement in created if placement.id not in ids]
-
-
-def _line_window(session: Session, plan_line_id: uuid.UUID, offer_id: str) -> LineWindow:
-    line = repository.get_plan_line(session=session, plan_line_id=plan_line_id)
-    assert line is not None  # the item's foreign key guarantees it
-    snapshot = line.offer_snapshot or {}
-    return LineWindow(
-        offer_id=offer_id,
-        category=line.category,
-        offer_name=line.offer_name,
-        service_date=line.service_date,
-        service_window_end=line.service_window_end,
-        instant=bool(snapshot.get("instant_activation")),
-    )
-
-
-def _zone_of(session: Session, closing_id: uuid.UUID) -> str:
-    closing = repository.get_closing(session=session, closing_id=closing_id)
-    assert closing is not None
-    return closing.time_zone
+        return repository.prepare_placements(session=session, as_of=as_of, closing_id=closing_id)

@@ -5,32 +5,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 from prefect import task
 from prefect.cache_policies import NONE
-from sqlmodel import col, select
 
 from models.tables import (
     Audience,
-    Closing,
     ClosingStatus,
-    Notification,
-    OrderItem,
-    Placement,
-    PlanLineRow,
     StatusSource,
 )
-from offergrid.models.enums import FULFILLED
 from preclose.app.runtime import db_session, offergrid_client
 from preclose.rules import lifecycle
-from preclose.rules.tracking import (
-    NO_RESPONSE_REASON,
-    ItemFacts,
-    ItemUpdate,
-    milestone_for,
-    risk_of,
-)
+from preclose.rules.tracking import ItemUpdate, RiskFinding, milestone_for
 from preclose.storage import repository
 from preclose.wording.notify import Milestone
 from tasks.notifications import told_key
@@ -47,17 +34,6 @@ class AppliedChange:
     status: str
     scheduled_for: datetime | None
     account_number: str | None
-
-
-@dataclass(frozen=True)
-class RiskFinding:
-    """A plan line newly found at risk, and why."""
-
-    closing_id: uuid.UUID
-    plan_line_id: uuid.UUID
-    category: str
-    provider: str | None
-    reason: str
 
 
 @task(name="open items", cache_policy=NONE)
@@ -138,89 +114,30 @@ def record_update(update: ItemUpdate, source: StatusSource) -> bool:
 @task(name="apply statuses", cache_policy=NONE)
 def apply_updates(updates: list[ItemUpdate], source: StatusSource) -> list[AppliedChange]:
     """Apply each update unless it is older than what we hold; returns the ones that changed."""
-    applied: list[AppliedChange] = []
-    for update in updates:
-        if not record_update(update, source):
-            continue
-        with db_session() as session:
-            item = repository.get_item_by_offergrid_id(
-                session=session, offergrid_item_id=update.offergrid_item_id
-            )
-            assert item is not None  # it was just updated
-            line = session.get(PlanLineRow, item.plan_line_id)
-            placement = session.get(Placement, item.placement_id)
-            assert line is not None and placement is not None
-            applied.append(
-                AppliedChange(
-                    closing_id=placement.closing_id,
-                    category=line.category,
-                    provider=line.provider_name,
-                    status=update.status,
-                    scheduled_for=item.scheduled_for,
-                    account_number=item.account_number,
-                )
-            )
-    return applied
+    return [_applied(update) for update in updates if record_update(update, source)]
 
 
-def _resolved(line: PlanLineRow, item: OrderItem) -> bool:
-    """Whether a line's risk is over: its service is live, or the provider has since answered."""
-    return item.status in FULFILLED or line.risk_reason == NO_RESPONSE_REASON
-
-
-def _service_deadline(line: PlanLineRow) -> date:
-    return line.service_window_end or line.service_date
+def _applied(update: ItemUpdate) -> AppliedChange:
+    with db_session() as session:
+        record = repository.get_item_line(
+            session=session, offergrid_item_id=update.offergrid_item_id
+        )
+    assert record is not None and record.item is not None and record.placement is not None
+    return AppliedChange(
+        closing_id=record.placement.closing_id,
+        category=record.category,
+        provider=record.line.provider_name,
+        status=update.status,
+        scheduled_for=record.item.scheduled_for,
+        account_number=record.item.account_number,
+    )
 
 
 @task(name="assess risks", cache_policy=NONE)
 def assess_risks(as_of: datetime, closing_id: uuid.UUID | None = None) -> list[RiskFinding]:
     """Mark placed lines whose order endangers the service date; returns the newly found ones."""
-    findings: list[RiskFinding] = []
     with db_session() as session:
-        statement = (
-            select(OrderItem, PlanLineRow, Placement, Closing)
-            .join(PlanLineRow, col(PlanLineRow.id) == col(OrderItem.plan_line_id))
-            .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
-            .join(Closing, col(Closing.id) == col(Placement.closing_id))
-            .where(col(Closing.status).in_(list(repository.LIVE_CLOSING_STATUSES)))
-        )
-        if closing_id is not None:
-            statement = statement.where(col(Closing.id) == closing_id)
-        rows = session.exec(statement).all()
-        for item, line, placement, closing in rows:
-            reason = risk_of(
-                ItemFacts(
-                    status=item.status,
-                    placed_at=placement.placed_at,
-                    status_at=item.status_at,
-                    scheduled_for=item.scheduled_for,
-                    service_deadline=_service_deadline(line),
-                    time_zone=closing.time_zone,
-                    service_start=line.service_date,
-                ),
-                as_of=as_of,
-            )
-            if reason is None:
-                if line.at_risk and _resolved(line, item):
-                    line.at_risk = False
-                    line.risk_reason = None
-                    session.add(line)
-                continue
-            if line.at_risk and line.risk_reason == reason:
-                continue
-            line.at_risk = True
-            line.risk_reason = reason
-            session.add(line)
-            findings.append(
-                RiskFinding(
-                    closing_id=closing.id,
-                    plan_line_id=line.id,
-                    category=line.category,
-                    provider=line.provider_name,
-                    reason=reason,
-                )
-            )
-    return findings
+        return repository.assess_line_risks(session=session, as_of=as_of, closing_id=closing_id)
 
 
 @task(name="advance closings", cache_policy=NONE)
@@ -259,19 +176,12 @@ def item_news(closing_id: uuid.UUID) -> list[ItemNews]:
     reading that here keeps a sync from starting a notification task for every item every time.
     """
     with db_session() as session:
-        rows = session.exec(
-            select(OrderItem, PlanLineRow)
-            .join(PlanLineRow, col(PlanLineRow.id) == col(OrderItem.plan_line_id))
-            .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
-            .where(col(Placement.closing_id) == closing_id, col(OrderItem.status).is_not(None))
-        ).all()
-        told = set(
-            session.exec(
-                select(Notification.dedupe_key).where(col(Notification.closing_id) == closing_id)
-            ).all()
-        )
+        ordered = repository.list_ordered_lines(session=session, closing_id=closing_id)
+        told = repository.list_notification_keys(session=session, closing_id=closing_id)
     news: list[ItemNews] = []
-    for item, line in rows:
+    for record in ordered:
+        line, item = record.line, record.item
+        assert item is not None  # ordered lines have their item
         milestone = milestone_for(str(item.status))
         topic = f"{line.category}:{line.attempt}"
         if milestone is None or told_key(closing_id, Audience.agent, milestone, topic) in told:

@@ -383,9 +383,9 @@ def test_left_out_categories_say_why() -> None:
     """A rental leaves TV out for the tenants; a skipped category is the buyer's own."""
     rental = make_closing(occupancy="rental", preferences={"skip_categories": ["security"]})
     notes = recommend_detailed(rental, [], POLICY).notes
-    assert "Security left out: you arrange it yourself" in notes
+    assert "Home security left out: you arrange it yourself" in notes
     assert any(note.startswith("TV left out: in a buyer's rental property") for note in notes)
-    assert any(note.startswith("Other left out: moving, cleaning") for note in notes)
+    assert any(note.startswith("Home service left out: moving, cleaning") for note in notes)
 
 
 @pytest.mark.parametrize(

@@ -258,11 +258,11 @@ def test_closing_tomorrow_puts_everything_due_now_with_reasons() -> None:
         "internet": "Closing is in 1 business day; internet installs usually need 10",
         "energy": "Closing is in 1 business day; energy start-ups usually need 10",
         "insurance": (
-            "Insurance was to be bound by 2026-12-10 for closing, which has passed; "
+            "Home insurance was to be bound by 2026-12-10 for closing, which has passed; "
             "insurance binding usually needs 2"
         ),
         "security": (
-            "Security is targeted for 2026-12-16 to 2026-12-18 (4 business days left); "
+            "Home security is targeted for 2026-12-16 to 2026-12-18 (4 business days left); "
             "security installs usually need 10"
         ),
     }

@@ -132,7 +132,9 @@ def _drive(sandbox: Sandbox, *, closings: int, console: Console) -> tuple[int, i
             )
     with db_session() as session:
         for closing_id in ids:
-            report = closing_report(session=session, closing_id=closing_id, as_of=now())
+            record = repository.read_closing_record(session=session, closing_id=closing_id)
+            assert record is not None  # coordinated above
+            report = closing_report(record, as_of=now())
             console.print(report_table(report))
             console.print(Panel(report.chart, title="Timeline", expand=False))
     return len(ids), fulfilled, days

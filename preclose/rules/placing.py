@@ -14,6 +14,7 @@ from offergrid.models import Category, CreateOrderRequest, CustomerInfo, Order, 
 from offergrid.models import ServiceAddress as WireAddress
 from preclose.rules.policy import Policy
 from preclose.rules.timing import service_timing
+from preclose.wording.services import service_name
 
 # Metadata keys we write on every order, so an order can be found and traced back to its intent.
 INTENT_KEY = "preclose_intent"
@@ -23,13 +24,14 @@ CLOSING_REF_KEY = "preclose_closing"
 # items' order and naming its offerId; `notes` says the same in words for the provider's staff.
 WINDOWS_KEY = "serviceWindows"
 
-_WHAT = {
-    Category.ENERGY: ("Power", "start service"),
-    Category.INSURANCE: ("Insurance", "policy effective"),
-    Category.INTERNET: ("Internet", "install"),
-    Category.SECURITY: ("Security", "install"),
-    Category.TELEVISION: ("TV", "install"),
-    Category.OTHER: ("Service", "on"),
+# What the provider's staff do for each service, by the window's start.
+_VERBS = {
+    Category.ENERGY: "start service",
+    Category.INSURANCE: "policy effective",
+    Category.INTERNET: "install",
+    Category.SECURITY: "install",
+    Category.TELEVISION: "install",
+    Category.OTHER: "on",
 }
 
 
@@ -60,7 +62,7 @@ class ItemWindow:
 
     def sentence(self) -> str:
         """The window in words for the provider's staff."""
-        title, verb = _WHAT.get(self.category, ("Service", "start"))
+        title, verb = service_name(self.category.value), _VERBS.get(self.category, "start")
         name = f" ({self.offer_name})" if self.offer_name else ""
         when = f"on {_day(self.start)}"
         if self.needed_by > self.start:

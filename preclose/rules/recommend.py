@@ -10,6 +10,7 @@ from models.closing import ClosingRequest, PropertyInfo
 from models.plan import CategoryPick, Importance, OfferChoice, OfferSnapshot, Recommendation
 from offergrid.models import Category, Offer, OfferStatus
 from preclose.rules.policy import Policy
+from preclose.wording.services import service_name, service_word
 
 __all__ = [
     "MAX_RUNNERS_UP",
@@ -222,7 +223,7 @@ def _kind(offers: Sequence[Offer], category: Category, policy: Policy) -> str:
             if label not in labels:
                 labels.append(label)
     if not labels or len(labels) > 3:
-        return "TV" if category == Category.TELEVISION else category.value
+        return service_word(category.value)
     return "/".join(labels)
 
 
@@ -333,7 +334,7 @@ def _rank(offers: list[Offer], preferred: set[str]) -> list[Offer]:
 
 
 def _title(category: Category) -> str:
-    return "TV" if category == Category.TELEVISION else category.value.capitalize()
+    return service_name(category.value)
 
 
 def recommend_detailed(

@@ -24,6 +24,7 @@ from models.tables import PlanLineRow
 from offergrid.models import Category
 from offergrid.models.enums import FULFILLED, OrderStatus
 from preclose.rules.timing import ServiceTiming
+from preclose.wording.services import SERVICE_NAMES, service_word
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -57,25 +58,11 @@ _NOT_YET_SCHEDULED = frozenset(
 )
 # An order holding an item in one of these can no longer be cancelled at all.
 _BLOCKING = _FULFILLED | {OrderStatus.IN_PROGRESS.value}
-_NAMES = {
-    "internet": "Internet",
-    "television": "TV",
-    "security": "Home security",
-    "energy": "Power",
-    "insurance": "Home insurance",
-    "other": "Home service",
-}
-
-
-def service_word(category: str) -> str:
-    """How a service reads inside a sentence: "home security", "TV"."""
-    name = _NAMES.get(category, "Home service")
-    return name if name == "TV" else name.lower()
 
 
 def service_name(category: str, provider: str | None = None) -> str:
     """How a service reads at the start of a sentence: "Internet with Metro 5G Home"."""
-    name = _NAMES.get(category, "Home service")
+    name = SERVICE_NAMES.get(category, SERVICE_NAMES["other"])
     return f"{name} with {provider}" if provider else name
 
 

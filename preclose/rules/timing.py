@@ -11,10 +11,9 @@ from models.plan import CategoryPick, Importance, Plan, PlanLine
 from offergrid.models import Category
 from preclose.rules.calendar import BusinessCalendar
 from preclose.rules.policy import CategoryTiming, Policy
+from preclose.wording.services import service_name
 
 __all__ = ["ServiceTiming", "closing_day_warnings", "plan_closing", "service_timing"]
-
-_TITLES = {Category.TELEVISION: "TV"}
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ def _business_days(count: int) -> str:
 def _risk(timing: ServiceTiming, today: date, cal: BusinessCalendar) -> str:
     """Why an order whose placement date has passed may not be in service on time."""
     rule = timing.rule
-    title = _TITLES.get(timing.category, timing.category.value.capitalize())
+    title = service_name(timing.category.value)
     need = f"{rule.lead_phrase} {timing.lead_business_days}"
     service = timing.service_date
     if timing.bind_by is not None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from offergrid.models import Order, OrderStatus
+from offergrid.models.enums import FULFILLED
 from offergrid.models.orders import OrderItem as WireItem
 from preclose.wording.notify import Milestone
 
@@ -126,3 +128,37 @@ def risk_of(item: ItemFacts, *, as_of: datetime) -> str | None:
                 f"({item.service_start:%a %b %-d}): ask the provider to move it."
             )
     return None
+
+
+@dataclass(frozen=True)
+class LineRisk:
+    """A plan line's risk flag and its reason, as stored."""
+
+    at_risk: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class RiskFinding:
+    """A plan line newly found at risk, and why."""
+
+    closing_id: uuid.UUID
+    plan_line_id: uuid.UUID
+    category: str
+    provider: str | None
+    reason: str
+
+
+def reassess(item: ItemFacts, stored: LineRisk, *, as_of: datetime) -> LineRisk | None:
+    """A line's new risk flag and reason, or None when the stored ones stand.
+
+    A risk is over once the service is live, or once the provider has answered after a silence;
+    any other risk stays flagged until a new one replaces it.
+    """
+    reason = risk_of(item, as_of=as_of)
+    if reason is None:
+        resolved = item.status in FULFILLED or stored.reason == NO_RESPONSE_REASON
+        return LineRisk(at_risk=False, reason=None) if stored.at_risk and resolved else None
+    if stored.at_risk and stored.reason == reason:
+        return None
+    return LineRisk(at_risk=True, reason=reason)

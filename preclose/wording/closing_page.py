@@ -1,6 +1,6 @@
-"""What a closing's page and the portfolio page show, read from the stored records in one pass.
+"""What a closing's page and the portfolio page show, shaped from the records the repository read.
 
-Plain code over a database session: no web framework. The page speaks to one audience: the agent
+Plain code: no database and no web framework. The page speaks to one audience: the agent
 sees their notes (the reasons the CRM gave for changes, and what they should do about each risk),
 the buyer does not.
 """
@@ -8,17 +8,16 @@ the buyer does not.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, col, func, select
-
-from models.tables import Audience, Closing, ItemStatusHistory, PlanLineRow
+from models.records import ClosingRecord, PortfolioEntry
+from models.tables import Audience, Closing, ItemStatusHistory
 from preclose.rules.tracking import NO_RESPONSE_REASON
-from preclose.storage import repository
-from preclose.storage.repository import self_serve
-from preclose.storage.repository.self_serve import ended_statuses
+from preclose.wording.services import CLOSING_STATUS_WORDS as STATUS_WORDS
+from preclose.wording.services import service_name
 from preclose.wording.timeline_svg import SvgRow, timeline_svg
 
 __all__ = [
@@ -28,27 +27,6 @@ __all__ = [
     "build_portfolio",
     "what_to_do",
 ]
-
-SERVICE_NAMES = {
-    "internet": "Internet",
-    "television": "TV",
-    "security": "Home security",
-    "energy": "Power",
-    "insurance": "Home insurance",
-    "other": "Other service",
-}
-# Words for the states a closing may hold; a state not listed is shown by its own name.
-STATUS_WORDS = {
-    "received": "Received",
-    "planning": "Being planned",
-    "planned": "Planned",
-    "ordering": "Ordering",
-    "active": "In progress",
-    "fulfilled": "Every service is set up",
-    "fell_through": "Fell through",
-    "cancelled": "Cancelled",
-    "needs_attention": "Needs attention",
-}
 
 
 @dataclass(frozen=True)
@@ -118,11 +96,6 @@ class ClosingPage:
     today: date | None = None
 
 
-def service_name(category: str) -> str:
-    """A category as a person says it."""
-    return SERVICE_NAMES.get(category, category.replace("_", " ").capitalize())
-
-
 def _money(amount: float | None) -> str:
     return "—" if amount is None else f"${amount:,.2f}/month"
 
@@ -189,12 +162,7 @@ def _status_reason(closing: Closing, services: list[ServiceRow]) -> str:
     return words + "."
 
 
-def _history(session: Session, item_id: uuid.UUID, zone: ZoneInfo) -> list[HistoryEntry]:
-    rows = session.exec(
-        select(ItemStatusHistory)
-        .where(col(ItemStatusHistory.order_item_id) == item_id)
-        .order_by(col(ItemStatusHistory.at))
-    ).all()
+def _history(rows: Sequence[ItemStatusHistory], zone: ZoneInfo) -> list[HistoryEntry]:
     return [
         HistoryEntry(
             status=row.status.replace("_", " "),
@@ -206,17 +174,15 @@ def _history(session: Session, item_id: uuid.UUID, zone: ZoneInfo) -> list[Histo
 
 
 def build_closing_page(
-    *, session: Session, closing_id: uuid.UUID, as_of: datetime, audience: Audience
+    *, record: ClosingRecord, as_of: datetime, audience: Audience
 ) -> ClosingPage:
-    """Read one closing's records into what its page shows to `audience`."""
-    closing = session.get(Closing, closing_id)
-    if closing is None:
-        raise LookupError(f"closing_id: no closing {closing_id}")
+    """Shape one closing's records into what its page shows to `audience`."""
+    closing = record.closing
     request = closing.closing_request()
     zone = ZoneInfo(closing.time_zone)
     today = as_of.astimezone(zone).date()
     services: list[ServiceRow] = []
-    entries = repository.list_line_orders(session=session, closing_id=closing_id)
+    entries = record.lines
     for entry in entries:
         line, item, placement = entry.line, entry.item, entry.placement
         appointment = item.scheduled_for.astimezone(zone) if item and item.scheduled_for else None
@@ -240,7 +206,7 @@ def build_closing_page(
                 item_status=item.status if item else None,
                 appointment=f"{appointment:%a %b %-d, %-I:%M %p}" if appointment else None,
                 account_number=item.account_number if item else None,
-                history=_history(session, item.id, zone) if item else [],
+                history=_history(entry.history, zone) if item else [],
                 appointment_day=appointment.date() if appointment else None,
             )
         )
@@ -255,12 +221,12 @@ def build_closing_page(
     ]
     notes: list[str] = []
     if audience is Audience.agent:
-        for crm in repository.list_crm_requests(session=session, closing_id=closing_id):
+        for crm in record.crm_requests:
             reason = (crm.body or {}).get("reason") if isinstance(crm.body, dict) else None
             if reason:
                 when = crm.received_at.astimezone(zone)
                 notes.append(f"{when:%b %-d}: change from the CRM: {reason}")
-    link = self_serve.get_buyer_link(session=session, closing_id=closing_id)
+    link = record.buyer_link
     own = [
         ServiceRow(
             category=item.category or "other",
@@ -292,7 +258,7 @@ def build_closing_page(
                 for h in item.history
             ],
         )
-        for item in self_serve.list_self_serve_items(session=session, closing_id=closing_id)
+        for item in record.self_serve
     ]
     address = request.property.address
     street = f"{address.street}, {address.unit}" if address.unit else address.street
@@ -363,29 +329,13 @@ class PortfolioRow:
     reason: str
 
 
-def build_portfolio(*, session: Session, limit: int = 500) -> list[PortfolioRow]:
-    """Every live closing, those that need a person first, then by closing date."""
-    closings = session.exec(
-        select(Closing)
-        .where(col(Closing.status).not_in(ended_statuses()))
-        .order_by(col(Closing.closing_date), col(Closing.crm_closing_id))
-        .limit(limit)
-    ).all()
-    risky = dict(
-        session.exec(
-            select(PlanLineRow.closing_id, func.count())
-            .where(
-                col(PlanLineRow.closing_id).in_([c.id for c in closings]),
-                col(PlanLineRow.at_risk).is_(True),
-            )
-            .group_by(col(PlanLineRow.closing_id))
-        ).all()
-    )
+def build_portfolio(entries: Iterable[PortfolioEntry]) -> list[PortfolioRow]:
+    """Every live closing read, those that need a person first, then by closing date."""
     rows: list[PortfolioRow] = []
-    for closing in closings:
+    for entry in entries:
+        closing, count = entry.closing, entry.at_risk
         request = closing.closing_request()
         address = request.property.address
-        count = int(risky.get(closing.id, 0))
         status = str(closing.status)
         attention = "attention" in status or "person" in status
         reason = stored_reason(closing) or (

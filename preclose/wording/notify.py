@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.closing import ClosingRequest, ContactChannel
 from models.tables import Audience
 from preclose.settings import get_settings
+from preclose.wording.services import service_word
 
 __all__ = [
     "Audience",
@@ -72,15 +73,6 @@ class NotificationError(RuntimeError):
     """A message could not be delivered to every configured notification target."""
 
 
-# What each Offergrid category is called in a sentence to a home buyer.
-_SERVICE_WORDS = {
-    "internet": "internet",
-    "television": "TV",
-    "security": "home security",
-    "energy": "power",
-    "insurance": "home insurance",
-    "other": "home service",
-}
 _AUDIENCE_TAGS = frozenset(audience.value for audience in Audience)
 _CHANNEL_TAGS = frozenset(channel.value for channel in ContactChannel)
 
@@ -253,7 +245,7 @@ def _variables(milestone: Milestone, c: NotificationContext, audience: Audience)
     scheduled = c.scheduled_for
     if isinstance(scheduled, datetime) and scheduled.tzinfo is not None:
         scheduled = scheduled.astimezone(ZoneInfo(c.time_zone))  # told on the home's clock
-    service = _SERVICE_WORDS.get((c.category or "other").lower(), "home service")
+    service = service_word(c.category)
     return {
         **c.model_dump(),
         "first": (c.buyer_name if audience is Audience.buyer else c.agent_name).split()[0],

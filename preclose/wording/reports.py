@@ -1,29 +1,17 @@
-"""A closing's stored state read back as a report: plan rows, timeline and outcome, for people."""
+"""A closing's stored records as a report: plan rows, timeline and outcome, for people."""
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from rich.table import Table
-from sqlmodel import Session, col, select
 
-from models.tables import Closing, ItemStatusHistory, OrderItem, PlanLineRow
-from preclose.storage import repository
+from models.records import ClosingRecord
+from models.tables import OrderItem, PlanLineRow
+from preclose.wording.services import LINE_STATE_WORDS
 from preclose.wording.timeline import LineDates, TimelineEntry, build_timeline, window_chart
-
-_STATE_WORDS = {
-    "planned": "to order",
-    "placing": "ordering",
-    "placed": "ordered",
-    "fulfilled": "live",
-    "rejected": "rejected",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "skipped": "nothing to order",
-}
 
 
 @dataclass(frozen=True)
@@ -38,31 +26,30 @@ class ClosingReport:
     lines: list[LineDates]
     timeline: list[TimelineEntry]
     chart: str
+    # Each line's status words and risk, by category (current lines have one per category).
+    statuses: dict[str, str] = field(default_factory=dict)
+    risks: dict[str, str] = field(default_factory=dict)
 
 
 def _money(amount: float | None) -> str:
     return "—" if amount is None else f"${amount:,.2f}"
 
 
-def closing_report(*, session: Session, closing_id: uuid.UUID, as_of: datetime) -> ClosingReport:
-    """Read a closing's plan lines, orders and item history into a report."""
-    closing = session.get(Closing, closing_id)
-    if closing is None:
-        raise LookupError(f"closing_id: no closing {closing_id}")
+def closing_report(record: ClosingRecord, *, as_of: datetime) -> ClosingReport:
+    """A closing's plan lines, orders and item histories (oldest first) as a report."""
+    closing = record.closing
     zone = ZoneInfo(closing.time_zone)
-    lines = repository.list_plan_lines(session=session, closing_id=closing_id)
-    items = {
-        item.plan_line_id: item
-        for item in session.exec(
-            select(OrderItem).where(col(OrderItem.plan_line_id).in_([line.id for line in lines]))
-        ).all()
-    }
     rows: list[dict[str, str]] = []
     dated: list[LineDates] = []
     events: list[tuple[str, str, datetime]] = []
-    for line in lines:
-        item = items.get(line.id)
+    statuses: dict[str, str] = {}
+    risks: dict[str, str] = {}
+    for entry in record.lines:
+        line, item = entry.line, entry.item
         status = _line_status(line, item)
+        statuses[line.category] = status
+        if line.at_risk and line.risk_reason:
+            risks[line.category] = line.risk_reason
         rows.append(
             {
                 "service": f"{line.category} ({line.importance})",
@@ -92,15 +79,9 @@ def closing_report(*, session: Session, closing_id: uuid.UUID, as_of: datetime) 
                 scheduled_for=scheduled,
             )
         )
-        if item is not None:
-            history = session.exec(
-                select(ItemStatusHistory)
-                .where(col(ItemStatusHistory.order_item_id) == item.id)
-                .order_by(col(ItemStatusHistory.at))
-            ).all()
-            events.extend(
-                (line.category, entry.status, entry.at.astimezone(zone)) for entry in history
-            )
+        events.extend(
+            (line.category, moment.status, moment.at.astimezone(zone)) for moment in entry.history
+        )
     today = as_of.astimezone(zone).date()
     move_in = closing.move_in_date or closing.closing_date
     return ClosingReport(
@@ -123,11 +104,13 @@ def closing_report(*, session: Session, closing_id: uuid.UUID, as_of: datetime) 
             move_in_date=move_in,
             today=today,
         ),
+        statuses=statuses,
+        risks=risks,
     )
 
 
 def _line_status(line: PlanLineRow, item: OrderItem | None) -> str:
-    words = _STATE_WORDS.get(str(line.state), str(line.state))
+    words = LINE_STATE_WORDS.get(str(line.state), str(line.state))
     if item is not None and item.status and str(line.state) == "placed":
         words = item.status.replace("_", " ")
     if line.at_risk:
@@ -143,7 +126,7 @@ def report_table(report: ClosingReport) -> Table:
     )
     for column in ("service", "provider", "monthly", "order date", "service date", "status"):
         table.add_column(column.capitalize(), overflow="fold")
-    risks = [f"⚠ {row['service'].split()[0]}: {row['risk']}" for row in report.rows if row["risk"]]
+    risks = [f"⚠ {category}: {reason}" for category, reason in report.risks.items()]
     if risks:
         table.caption = "\n".join(risks)
         table.caption_justify = "left"

@@ -6,18 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-_STATUS_WORDS = {
-    "pending": "ordered, waiting for the provider",
-    "submitted_to_provider": "sent to the provider",
-    "accepted": "accepted by the provider",
-    "scheduled": "scheduled",
-    "in_progress": "installation under way",
-    "completed": "installed",
-    "active": "live",
-    "rejected": "rejected by the provider",
-    "failed": "installation failed",
-    "cancelled": "cancelled",
-}
+from preclose.wording.services import ITEM_STATUS_WORDS
 
 
 @dataclass(frozen=True)
@@ -73,7 +62,7 @@ def build_timeline(
                 )
             )
     for category, status, at in events:
-        words = _STATUS_WORDS.get(status, status.replace("_", " "))
+        words = ITEM_STATUS_WORDS.get(status, status.replace("_", " "))
         entries.append(TimelineEntry(at.date(), category, words[:1].upper() + words[1:], True))
     return sorted(entries, key=lambda entry: (entry.day, not entry.done, entry.category or ""))
 

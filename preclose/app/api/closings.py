@@ -235,11 +235,10 @@ def get_closing(crm_id: str, request: Request, caller: Reader) -> ClosingDetail:
         row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_id)
         if row is None:
             raise HTTPException(404, f"crm_id: no closing {crm_id!r} is known")
-        report = closing_report(session=session, closing_id=row.id, as_of=request.app.state.now())
-        orders = repository.list_line_orders(session=session, closing_id=row.id)
-        requests = repository.list_crm_requests(session=session, closing_id=row.id)
-    # The report's words for each service, by category (current lines have one per category).
-    words = {row["service"].split(" (")[0]: row["status"] for row in report.rows}
+        record = repository.read_closing_record(session=session, closing_id=row.id)
+    assert record is not None  # found above
+    report = closing_report(record, as_of=request.app.state.now())
+    orders, requests = record.lines, record.crm_requests
     lines = []
     for entry in orders:
         line, item, placement = entry.line, entry.item, entry.placement
@@ -257,7 +256,7 @@ def get_closing(crm_id: str, request: Request, caller: Reader) -> ClosingDetail:
                 placement_date=line.placement_date,
                 service_date=line.service_date,
                 state=str(line.state),
-                status=words.get(line.category, str(line.state)),
+                status=report.statuses.get(line.category, str(line.state)),
                 at_risk=line.at_risk,
                 risk_reason=line.risk_reason,
                 order=None

@@ -79,12 +79,10 @@ def closing_page(token: str, request: Request) -> HTMLResponse:
     except PageLinkError as err:
         return _refuse(f"This link cannot be opened: {err}.")
     with db_session(settings) as session:
-        try:
-            page = build_closing_page(
-                session=session, closing_id=access.closing_id, as_of=now, audience=access.audience
-            )
-        except LookupError:
+        record = repository.read_closing_record(session=session, closing_id=access.closing_id)
+        if record is None:
             return _refuse("This closing is no longer on file.", 404)
+        page = build_closing_page(record=record, as_of=now, audience=access.audience)
     return _render("closing.html.j2", page=page)
 
 
@@ -133,7 +131,7 @@ def portfolio(request: Request) -> HTMLResponse:
         return _render("sign_in.html.j2", 401, problem=problem)
     now = datetime.now(UTC)
     with db_session(settings) as session:
-        rows = build_portfolio(session=session)
+        rows = build_portfolio(repository.list_portfolio(session=session))
     shown = [
         {
             **row.__dict__,

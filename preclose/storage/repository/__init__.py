@@ -33,7 +33,6 @@ from preclose.storage.repository.closings import (
     update_closing_request,
 )
 from preclose.storage.repository.crm import ItemContext as ItemContext
-from preclose.storage.repository.crm import LineOrder as LineOrder
 from preclose.storage.repository.crm import WebhookFigures as WebhookFigures
 from preclose.storage.repository.crm import count_webhook_refusal as count_webhook_refusal
 from preclose.storage.repository.crm import create_api_key as create_api_key
@@ -50,17 +49,20 @@ from preclose.storage.repository.crm import latest_crm_request as latest_crm_req
 from preclose.storage.repository.crm import list_api_keys as list_api_keys
 from preclose.storage.repository.crm import list_crm_requests as list_crm_requests
 from preclose.storage.repository.crm import list_line_orders as list_line_orders
+from preclose.storage.repository.crm import list_portfolio as list_portfolio
 from preclose.storage.repository.crm import list_unfinished_requests as list_unfinished_requests
 from preclose.storage.repository.crm import (
     mark_crm_request_not_started as mark_crm_request_not_started,
 )
 from preclose.storage.repository.crm import mark_crm_request_started as mark_crm_request_started
+from preclose.storage.repository.crm import read_closing_record as read_closing_record
 from preclose.storage.repository.crm import record_crm_request as record_crm_request
 from preclose.storage.repository.crm import record_webhook_delivery as record_webhook_delivery
 from preclose.storage.repository.crm import restart_crm_request as restart_crm_request
 from preclose.storage.repository.crm import revoke_api_key as revoke_api_key
 from preclose.storage.repository.crm import webhook_figures as webhook_figures
 from preclose.storage.repository.crm import webhook_refusals as webhook_refusals
+from preclose.storage.repository.events import list_notification_keys as list_notification_keys
 from preclose.storage.repository.events import (
     mark_notification_sent,
     record_api_call,
@@ -69,14 +71,20 @@ from preclose.storage.repository.events import (
 )
 from preclose.storage.repository.events import notification_key as notification_key
 from preclose.storage.repository.items import (
+    assess_line_risks,
     fill_item_facts,
     get_item_by_offergrid_id,
+    get_item_line,
     list_fulfilled_closings,
     list_items_watched,
     list_live_items_without_account,
+    list_ordered_lines,
     upsert_item_status,
 )
 from preclose.storage.repository.placements import claim_placement as claim_placement
+from preclose.storage.repository.placements import (
+    claim_placement_to_send as claim_placement_to_send,
+)
 from preclose.storage.repository.placements import count_held_placements as count_held_placements
 from preclose.storage.repository.placements import (
     create_placement_intent,
@@ -89,6 +97,8 @@ from preclose.storage.repository.placements import (
     mark_placement_placed,
     mark_placement_unknown,
 )
+from preclose.storage.repository.placements import items_to_cancel as items_to_cancel
+from preclose.storage.repository.placements import prepare_placements as prepare_placements
 from preclose.storage.repository.placements import release_placement as release_placement
 from preclose.storage.repository.plans import (
     cancel_unplaced_lines,
@@ -106,6 +116,7 @@ __all__ = [
     "PlacementConflictError",
     "StaleClosingError",
     "advance_closing",
+    "assess_line_risks",
     "cancel_unplaced_lines",
     "correct_address",
     "create_or_get_closing",
@@ -116,6 +127,7 @@ __all__ = [
     "get_closing_by_crm_id",
     "get_item_by_offergrid_id",
     "get_item_for_line",
+    "get_item_line",
     "get_placement",
     "get_plan_line",
     "intent_key_for",
@@ -126,6 +138,7 @@ __all__ = [
     "list_items_watched",
     "list_lines_to_repick",
     "list_live_items_without_account",
+    "list_ordered_lines",
     "list_placement_items",
     "list_placements",
     "list_plan_lines",

@@ -12,11 +12,13 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from models.records import ClosingRecord, LineRecord, PortfolioEntry
 from models.tables import (
     ApiKey,
     Closing,
     CrmRequest,
     CrmRequestKind,
+    ItemStatusHistory,
     OrderItem,
     Placement,
     PlanLineRow,
@@ -26,6 +28,11 @@ from models.tables import (
 )
 from preclose.storage.repository._base import _aware, _commit
 from preclose.storage.repository.plans import list_plan_lines
+from preclose.storage.repository.self_serve import (
+    ended_statuses,
+    get_buyer_link,
+    list_self_serve_items,
+)
 
 # CRM API and webhook receiver -----------------------------------------------------------------
 # Caller keys, the requests CRMs sent (stored before their runs start), and the webhook receiver's
@@ -160,17 +167,11 @@ def mark_crm_request_not_started(
     return request
 
 
-@dataclass(frozen=True)
-class LineOrder:
-    """A current plan line with its order item and placement, when it was ordered."""
-
-    line: PlanLineRow
-    item: OrderItem | None
-    placement: Placement | None
-
-
-def list_line_orders(*, session: Session, closing_id: uuid.UUID) -> list[LineOrder]:
-    """The closing's current plan lines, each with its order item and placement if ordered."""
+def list_line_orders(
+    *, session: Session, closing_id: uuid.UUID, with_history: bool = False
+) -> list[LineRecord]:
+    """The closing's current plan lines, each with its order item and placement if ordered (and
+    the item's status history, oldest first, when asked)."""
     lines = list_plan_lines(session=session, closing_id=closing_id)
     rows = session.exec(
         select(OrderItem, Placement)
@@ -178,11 +179,62 @@ def list_line_orders(*, session: Session, closing_id: uuid.UUID) -> list[LineOrd
         .where(col(OrderItem.plan_line_id).in_([line.id for line in lines]))
     ).all()
     by_line = {item.plan_line_id: (item, placement) for item, placement in rows}
-    orders: list[LineOrder] = []
+    history: dict[uuid.UUID, list[ItemStatusHistory]] = {}
+    if with_history and rows:
+        for entry in session.exec(
+            select(ItemStatusHistory)
+            .where(col(ItemStatusHistory.order_item_id).in_([item.id for item, _ in rows]))
+            .order_by(col(ItemStatusHistory.at))
+        ).all():
+            history.setdefault(entry.order_item_id, []).append(entry)
+    records: list[LineRecord] = []
     for line in lines:
         item, placement = by_line.get(line.id, (None, None))
-        orders.append(LineOrder(line=line, item=item, placement=placement))
-    return orders
+        records.append(
+            LineRecord(
+                line=line,
+                item=item,
+                placement=placement,
+                history=tuple(history.get(item.id, ())) if item is not None else (),
+            )
+        )
+    return records
+
+
+def read_closing_record(*, session: Session, closing_id: uuid.UUID) -> ClosingRecord | None:
+    """A closing with its lines (orders and histories), CRM requests, buyer link and the buyer's
+    own orders: what its page shows."""
+    closing = session.get(Closing, closing_id)
+    if closing is None:
+        return None
+    return ClosingRecord(
+        closing=closing,
+        lines=list_line_orders(session=session, closing_id=closing_id, with_history=True),
+        crm_requests=list_crm_requests(session=session, closing_id=closing_id),
+        buyer_link=get_buyer_link(session=session, closing_id=closing_id),
+        self_serve=list_self_serve_items(session=session, closing_id=closing_id),
+    )
+
+
+def list_portfolio(*, session: Session, limit: int = 500) -> list[PortfolioEntry]:
+    """Live closings by closing date, each with its count of lines at risk."""
+    closings = session.exec(
+        select(Closing)
+        .where(col(Closing.status).not_in(ended_statuses()))
+        .order_by(col(Closing.closing_date), col(Closing.crm_closing_id))
+        .limit(limit)
+    ).all()
+    risky = dict(
+        session.exec(
+            select(PlanLineRow.closing_id, func.count())
+            .where(
+                col(PlanLineRow.closing_id).in_([c.id for c in closings]),
+                col(PlanLineRow.at_risk).is_(True),
+            )
+            .group_by(col(PlanLineRow.closing_id))
+        ).all()
+    )
+    return [PortfolioEntry(closing=c, at_risk=int(risky.get(c.id, 0))) for c in closings]
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,12 @@ def notification_key(closing_id: uuid.UUID, audience: Audience, milestone: str) 
     return f"{closing_id}:{Audience(audience)}:{milestone}"
 
 
+def list_notification_keys(*, session: Session, closing_id: uuid.UUID) -> set[str]:
+    """The dedupe keys of every message recorded for a closing: who was told what already."""
+    statement = select(Notification.dedupe_key).where(col(Notification.closing_id) == closing_id)
+    return set(session.exec(statement).all())
+
+
 def record_notification(
     *,
     session: Session,

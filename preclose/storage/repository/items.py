@@ -10,6 +10,7 @@ from sqlalchemy import and_, exists, not_, or_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from models.records import LineRecord
 from models.tables import (
     Closing,
     ItemStatusHistory,
@@ -21,6 +22,7 @@ from models.tables import (
     utcnow,
 )
 from offergrid.models.enums import FULFILLED, OrderStatus, status_rank
+from preclose.rules.tracking import ItemFacts, LineRisk, RiskFinding, reassess
 from preclose.storage.repository._base import (
     _LINE_STATE_FOR_ITEM,
     _REPLACEABLE,
@@ -28,6 +30,7 @@ from preclose.storage.repository._base import (
     TERMINAL_ITEM_STATUSES,
     _aware,
     _commit,
+    _lock_closing,
     _locked,
 )
 from preclose.storage.repository.plans import _current_line_filter
@@ -183,3 +186,73 @@ def list_fulfilled_closings(*, session: Session) -> list[Closing]:
         .order_by(col(Closing.closing_date), col(Closing.crm_closing_id))
     )
     return list(session.exec(statement).all())
+
+
+def assess_line_risks(
+    *, session: Session, as_of: datetime, closing_id: uuid.UUID | None = None
+) -> list[RiskFinding]:
+    """Judge each ordered line of the live closings (or of one) again, each closing under its row
+    lock, store the changed risk flags, and return the lines newly found at risk."""
+    statement = (
+        select(Closing.id)
+        .join(Placement, col(Placement.closing_id) == col(Closing.id))
+        .join(OrderItem, col(OrderItem.placement_id) == col(Placement.id))
+        .where(col(Closing.status).in_(list(LIVE_CLOSING_STATUSES)))
+        .distinct()
+    )
+    if closing_id is not None:
+        statement = statement.where(col(Closing.id) == closing_id)
+    findings: list[RiskFinding] = []
+    for live_id in sorted(session.exec(statement).all()):
+        closing = _lock_closing(session, live_id)
+        if closing.status not in LIVE_CLOSING_STATUSES:
+            session.rollback()  # it ended since the query above
+            continue
+        rows = session.exec(
+            select(OrderItem, PlanLineRow, Placement)
+            .join(PlanLineRow, col(PlanLineRow.id) == col(OrderItem.plan_line_id))
+            .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
+            .where(col(Placement.closing_id) == live_id)
+        ).all()
+        for item, line, placement in rows:
+            facts = ItemFacts(
+                status=item.status,
+                placed_at=placement.placed_at,
+                status_at=item.status_at,
+                scheduled_for=item.scheduled_for,
+                service_deadline=line.service_window_end or line.service_date,
+                time_zone=closing.time_zone,
+                service_start=line.service_date,
+            )
+            verdict = reassess(facts, LineRisk(line.at_risk, line.risk_reason), as_of=as_of)
+            if verdict is None:
+                continue
+            line.at_risk, line.risk_reason = verdict.at_risk, verdict.reason
+            session.add(line)
+            if verdict.reason is not None:
+                findings.append(
+                    RiskFinding(live_id, line.id, line.category, line.provider_name, verdict.reason)
+                )
+        _commit(session)
+    return findings
+
+
+def get_item_line(*, session: Session, offergrid_item_id: str) -> LineRecord | None:
+    """The item with this Offergrid ID with its plan line and placement, if it is one of ours."""
+    item = get_item_by_offergrid_id(session=session, offergrid_item_id=offergrid_item_id)
+    if item is None:
+        return None
+    line = session.get(PlanLineRow, item.plan_line_id)
+    assert line is not None  # the item's foreign key guarantees it
+    return LineRecord(line=line, item=item, placement=session.get(Placement, item.placement_id))
+
+
+def list_ordered_lines(*, session: Session, closing_id: uuid.UUID) -> list[LineRecord]:
+    """Every ordered item of a closing (any attempt) that has a status, with its plan line."""
+    rows = session.exec(
+        select(OrderItem, PlanLineRow)
+        .join(PlanLineRow, col(PlanLineRow.id) == col(OrderItem.plan_line_id))
+        .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
+        .where(col(Placement.closing_id) == closing_id, col(OrderItem.status).is_not(None))
+    ).all()
+    return [LineRecord(line=line, item=item) for item, line in rows]

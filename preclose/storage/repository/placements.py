@@ -11,6 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from models.tables import (
+    Closing,
+    ClosingStatus,
     ItemStatusHistory,
     OrderItem,
     Placement,
@@ -20,8 +22,12 @@ from models.tables import (
     StatusSource,
     utcnow,
 )
+from preclose.rules.order_placement import Claim
+from preclose.rules.placing import DueLine, LineWindow, group_due_lines
 from preclose.storage.repository._base import (
     _LINE_STATE_FOR_ITEM,
+    LIVE_CLOSING_STATUSES,
+    TERMINAL_ITEM_STATUSES,
     PlacedItem,
     PlacementConflictError,
     _aware,
@@ -29,6 +35,7 @@ from preclose.storage.repository._base import (
     _lock_closing,
     _locked,
 )
+from preclose.storage.repository.plans import list_due_plan_lines
 
 # Placements -----------------------------------------------------------------------------------
 
@@ -338,3 +345,94 @@ def count_held_placements(
         col(Placement.claimed_until) > _aware("now", now),
     )
     return len(session.exec(statement).all())
+
+
+def claim_placement_to_send(
+    *, session: Session, placement_id: uuid.UUID, lease: timedelta
+) -> Claim | None:
+    """Claim a placement for one order attempt (see `claim_placement`) and read what its order is
+    made from: the closing, the offers and each line's window; None if it may not be sent now."""
+    placement = claim_placement(session=session, placement_id=placement_id, lease=lease)
+    if placement is None:
+        return None
+    items = list_placement_items(session=session, placement_id=placement_id)
+    closing = session.get(Closing, placement.closing_id)
+    assert closing is not None  # the placement's foreign key guarantees it
+    lines = []
+    for item in items:
+        line = session.get(PlanLineRow, item.plan_line_id)
+        assert line is not None  # the item's foreign key guarantees it
+        snapshot = line.offer_snapshot or {}
+        lines.append(
+            LineWindow(
+                offer_id=item.offer_id,
+                category=line.category,
+                offer_name=line.offer_name,
+                service_date=line.service_date,
+                service_window_end=line.service_window_end,
+                instant=bool(snapshot.get("instant_activation")),
+            )
+        )
+    return Claim(
+        closing_id=placement.closing_id,
+        intent_key=placement.intent_key,
+        look_up_first=placement.attempts > 1 or placement.state == PlacementState.unknown,
+        live=closing.status in LIVE_CLOSING_STATUSES,
+        closing=closing.closing_request(),
+        offer_ids=[item.offer_id for item in items],
+        lines=lines,
+    )
+
+
+def items_to_cancel(*, session: Session, placement_id: uuid.UUID) -> list[str] | None:
+    """The Offergrid item IDs of a placement whose closing fell through while an item is still
+    open: its order is to be cancelled. None when there is nothing to cancel."""
+    placement = session.get(Placement, placement_id)
+    closing = session.get(Closing, placement.closing_id) if placement is not None else None
+    if closing is None or closing.status != ClosingStatus.fell_through:
+        return None
+    items = list_placement_items(session=session, placement_id=placement_id)
+    if all(item.status in TERMINAL_ITEM_STATUSES for item in items):
+        return None  # cancelled (or ended) already
+    return [item.offergrid_item_id for item in items if item.offergrid_item_id]
+
+
+def prepare_placements(
+    *, session: Session, as_of: datetime, closing_id: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    """Placements to send now: unfinished ones, then one new intent per closing's due lines
+    (`rules.placing.group_due_lines` decides which are due, on each closing's own clock)."""
+    unfinished = list_placements(
+        session=session,
+        states=[PlacementState.intent, PlacementState.unknown],
+        closing_id=closing_id,
+    )
+    # The query widens "today" by a day; each closing's own zone decides below.
+    candidates = list_due_plan_lines(
+        session=session, as_of_date=(as_of + timedelta(days=1)).date(), closing_id=closing_id
+    )
+    zones: dict[uuid.UUID, str] = {}
+    for line in candidates:
+        if line.closing_id not in zones:
+            closing = session.get(Closing, line.closing_id)
+            assert closing is not None  # the line's foreign key guarantees it
+            zones[line.closing_id] = closing.time_zone
+    batches = group_due_lines(
+        [
+            DueLine(line.id, line.closing_id, line.placement_date, line.service_date)
+            for line in candidates
+        ],
+        time_zones=zones,
+        as_of=as_of,
+    )
+    created = [
+        create_placement_intent(
+            session=session,
+            closing_id=batch.closing_id,
+            plan_line_ids=list(batch.line_ids),
+            due_date=batch.due_date,
+        )
+        for batch in batches
+    ]
+    ids = [placement.id for placement in unfinished]
+    return ids + [placement.id for placement in created if placement.id not in ids]
