@@ -230,8 +230,8 @@ def window_figures(
             possession = min(closing.closing_date, closing.move_in_date or closing.closing_date)
             needed_by = max(line.service_window_end or line.service_date, line.service_date)
             item = session.exec(select(OrderItem).where(OrderItem.plan_line_id == line.id)).first()
-            key = item.offergrid_item_id if item is not None else None
-            live, active = moments.get(key or "", (None, None))
+            item_id = item.offergrid_item_id if item is not None else None
+            live, active = moments.get(item_id or "", (None, None))
             live_day = live.astimezone(zone).date() if live is not None else None
             if line.importance == "essential":
                 essential += 1
@@ -368,8 +368,8 @@ def main() -> None:
         ("insured", "closings with insurance in force on closing day", "goal 100%"),
     ):
         count, total = figures[key]
-        share = f" ({count / total:.1%})" if total else ""
-        print(f"  {label}: {count}/{total}{share}, {goal}")
+        percent = f" ({count / total:.1%})" if total else ""
+        print(f"  {label}: {count}/{total}{percent}, {goal}")
 
     if not args.skip_baseline:
         # The baseline's windows are shrunk to nothing: its polls are counted, and its orders may

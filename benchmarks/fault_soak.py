@@ -61,7 +61,7 @@ def sandbox_config(receiver: str, scale: float, seed: int) -> Any:
         ),
         webhooks=WebhookConfig(
             url=f"{receiver}/webhooks/offergrid",
-            secret=SECRET,  # type: ignore[arg-type]
+            secret=SECRET,
             drop_rate=0.20,
             duplicate_rate=0.20,
             reorder=True,
