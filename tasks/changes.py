@@ -6,8 +6,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import UTC, datetime
 
 from prefect import task
 from prefect.cache_policies import NONE
@@ -303,19 +302,3 @@ def describe_items(item_ids: list[str]) -> dict[str, tuple[str, str | None]]:
             if line is not None:
                 described[item_id] = (line.category, line.provider_name)
     return described
-
-
-def orders_by_id(orders: list[Order]) -> dict[str, Order]:
-    """The orders keyed by their Offergrid ID."""
-    return {order.order_id: order for order in orders}
-
-
-def conveyed_move_in(order: Order | None) -> date | None:
-    """The move-in date an order told the provider (its metadata), if it says."""
-    value: Any = (order.metadata or {}).get("moveInDate") if order is not None else None
-    if not isinstance(value, str):
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None

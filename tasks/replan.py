@@ -18,36 +18,21 @@ from preclose.app.runtime import db_session, policy
 from preclose.rules import lifecycle
 from preclose.rules.replanning import (
     Decision,
-    OrderedService,
     carry_flags,
-    decide_date_change,
     exhausted_reason,
     may_try_again,
     next_offer,
     picks_from_lines,
-    service_window,
 )
-from preclose.rules.timing import plan_closing, service_timing
+from preclose.rules.replanning import decide_new_dates as decide_replan
+from preclose.rules.timing import plan_closing
 from preclose.settings import get_settings
 from preclose.storage import repository
 from preclose.wording.notify import Milestone, MilestoneFacts
-from tasks.changes import conveyed_move_in, orders_by_id
 from tasks.notifications import notify_milestone
 from tasks.orders import place_order
 
 logger = logging.getLogger(__name__)
-
-
-def _current(closing_id: uuid.UUID) -> tuple[list[PlanLineRow], dict[uuid.UUID, OrderItem]]:
-    """The closing's current lines and each line's order item (when it has one)."""
-    with db_session() as session:
-        lines = repository.list_plan_lines(session=session, closing_id=closing_id)
-        items: dict[uuid.UUID, OrderItem] = {}
-        for line in lines:
-            item = repository.get_item_for_line(session=session, plan_line_id=line.id)
-            if item is not None:
-                items[line.id] = item
-    return lines, items
 
 
 @task(name="decide new dates", cache_policy=NONE)
@@ -58,61 +43,19 @@ def decide_new_dates(
     previous_move_in: date,
     as_of: datetime,
 ) -> list[Decision]:
-    """What the closing's new dates mean for each current line: move, keep, re-order or flag.
-
-    The move-in an order carries is read from the order itself; where Offergrid does not echo it,
-    the order is taken to carry `previous_move_in`, the date we sent before the change.
-    """
+    """What the closing's new dates mean for each current line (rules.replanning decides)."""
     with db_session() as session:
-        row = repository.get_closing(session=session, closing_id=closing_id)
-        if row is None:
-            raise LookupError(f"closing_id: no closing {closing_id}")
-        closing = row.closing_request()
-        placements = {
-            p.id: p for p in repository.list_placements(session=session, closing_id=closing_id)
-        }
-    lines, items = _current(closing_id)
-    rules = policy()
-    renew = [line.id for line in lines if line.category in withdrawn]
-    plan = plan_closing(closing, picks_from_lines(lines, renew=renew), rules, as_of=as_of)
-    today = closing.local_date(as_of)
-    by_id = orders_by_id(orders)
-    services: list[OrderedService] = []
-    for line in lines:
-        item = items.get(line.id)
-        placement = placements.get(item.placement_id) if item is not None else None
-        order_id = placement.offergrid_order_id if placement is not None else None
-        scheduled = item.scheduled_for if item is not None else None
-        withdrawn_now = line.id in renew and line.state == PlanLineState.cancelled
-        services.append(
-            OrderedService(
-                line_id=line.id,
-                category=line.category,
-                provider=line.provider_name,
-                state="planned" if withdrawn_now else str(line.state),
-                order_id=None if withdrawn_now else order_id,
-                item_status=item.status if item is not None and not withdrawn_now else None,
-                scheduled_on=scheduled.astimezone(closing.tz).date() if scheduled else None,
-                conveyed_move_in=(
-                    conveyed_move_in(by_id.get(order_id)) or previous_move_in if order_id else None
-                ),
-            )
-        )
-    windows = {
-        str(category): service_window(service_timing(closing, category, rules))
-        for category in {Category(line.category) for line in lines}
-    }
-    statuses = {
-        order.order_id: [(str(item.category or ""), str(item.status or "")) for item in order.items]
-        for order in orders
-    }
-    return decide_date_change(
-        services,
-        windows=windows,
-        new_move_in=closing.effective_move_in,
-        order_dates={str(line.category): line.placement_date for line in plan.lines},
-        today=today,
-        order_statuses=statuses,
+        record = repository.read_closing_record(session=session, closing_id=closing_id)
+    if record is None:
+        raise LookupError(f"closing_id: no closing {closing_id}")
+    return decide_replan(
+        record.closing.closing_request(),
+        record.lines,
+        orders=orders,
+        withdrawn=withdrawn,
+        previous_move_in=previous_move_in,
+        policy=policy(),
+        as_of=as_of,
     )
 
 

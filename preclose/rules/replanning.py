@@ -12,18 +12,20 @@ from __future__ import annotations
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 
 from models.change import ChangeOutcome
 from models.closing import ClosingRequest
 from models.plan import CategoryPick, Importance, OfferChoice, Plan
-from models.tables import PlanLineRow
-from offergrid.models import Category
+from models.records import LineRecord
+from models.tables import PlanLineRow, PlanLineState
+from offergrid.models import Category, Order
 from offergrid.models.enums import FULFILLED, OrderStatus
-from preclose.rules.timing import ServiceTiming
+from preclose.rules.policy import Policy
+from preclose.rules.timing import ServiceTiming, plan_closing, service_timing
 from preclose.wording.services import SERVICE_NAMES, service_word
 
 __all__ = [
@@ -35,12 +37,15 @@ __all__ = [
     "Window",
     "cannot_cancel",
     "carry_flags",
+    "conveyed_move_in",
     "decide_date_change",
+    "decide_new_dates",
     "exhausted_reason",
     "group_by_order",
     "may_try_again",
     "next_offer",
     "not_cancellable_detail",
+    "orders_by_id",
     "out_of_limits",
     "picks_from_lines",
     "refusal_reason",
@@ -458,3 +463,76 @@ def carry_flags(plan: Plan, lines: Sequence[PlanLineRow]) -> Plan:
         for line in plan.lines
     ]
     return plan.model_copy(update={"lines": kept})
+
+
+def orders_by_id(orders: list[Order]) -> dict[str, Order]:
+    """The orders keyed by their Offergrid ID."""
+    return {order.order_id: order for order in orders}
+
+
+def conveyed_move_in(order: Order | None) -> date | None:
+    """The move-in date an order told the provider (its metadata), if it says."""
+    value: object = (order.metadata or {}).get("moveInDate") if order is not None else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def decide_new_dates(
+    closing: ClosingRequest,
+    lines: Sequence[LineRecord],
+    *,
+    orders: list[Order],
+    withdrawn: Collection[str],
+    previous_move_in: date,
+    policy: Policy,
+    as_of: datetime,
+) -> list[Decision]:
+    """What a closing's new dates mean for each current line: move, keep, re-order or flag.
+
+    The move-in an order carries is read from the order itself; where Offergrid does not echo it,
+    the order is taken to carry `previous_move_in`, the date we sent before the change.
+    """
+    rows = [record.line for record in lines]
+    renew = [line.id for line in rows if line.category in withdrawn]
+    plan = plan_closing(closing, picks_from_lines(rows, renew=renew), policy, as_of=as_of)
+    by_id = orders_by_id(orders)
+    services: list[OrderedService] = []
+    for record in lines:
+        line, item = record.line, record.item
+        order_id = record.placement.offergrid_order_id if record.placement is not None else None
+        scheduled = item.scheduled_for if item is not None else None
+        withdrawn_now = line.id in renew and line.state == PlanLineState.cancelled
+        services.append(
+            OrderedService(
+                line_id=line.id,
+                category=line.category,
+                provider=line.provider_name,
+                state="planned" if withdrawn_now else str(line.state),
+                order_id=None if withdrawn_now else order_id,
+                item_status=item.status if item is not None and not withdrawn_now else None,
+                scheduled_on=scheduled.astimezone(closing.tz).date() if scheduled else None,
+                conveyed_move_in=(
+                    conveyed_move_in(by_id.get(order_id)) or previous_move_in if order_id else None
+                ),
+            )
+        )
+    windows = {
+        str(category): service_window(service_timing(closing, category, policy))
+        for category in {Category(line.category) for line in rows}
+    }
+    statuses = {
+        order.order_id: [(str(item.category or ""), str(item.status or "")) for item in order.items]
+        for order in orders
+    }
+    return decide_date_change(
+        services,
+        windows=windows,
+        new_move_in=closing.effective_move_in,
+        order_dates={str(line.category): line.placement_date for line in plan.lines},
+        today=closing.local_date(as_of),
+        order_statuses=statuses,
+    )
