@@ -13,13 +13,13 @@ from prefect.cache_policies import NONE
 
 from models.change import ClosingChange
 from models.closing import ClosingInputError, ClosingRequest, check_closing_dates
-from models.tables import ClosingStatus, PlacementState, StatusSource
+from models.tables import ClosingStatus, Placement, PlacementState, StatusSource
 from offergrid.errors import NotCancellableError
 from offergrid.models import Order
 from preclose.app.runtime import db_session, offergrid_client
 from preclose.rules import lifecycle
 from preclose.rules.lifecycle import Event, TransitionRefused
-from preclose.rules.placing import CLOSING_REF_KEY, INTENT_KEY
+from preclose.rules.placing import INTENT_KEY, closing_orders
 from preclose.rules.tracking import updates_from_orders
 from preclose.storage import repository
 from tasks.orders import PLACEMENT_LEASE, record_placed
@@ -142,28 +142,11 @@ def settle_placements(closing_id: uuid.UUID, withdraw: bool, wait: bool = True) 
     deadline = time.monotonic() + PLACEMENT_LEASE.total_seconds()
     withdrawn: list[str] = []
     while True:
-        now = datetime.now(UTC)
-        held = 0
         with db_session() as session:
-            pending = repository.list_placements(
-                session=session,
-                states=[PlacementState.intent, PlacementState.unknown],
-                closing_id=closing_id,
+            held, called_off = repository.settle_closing_placements(
+                session=session, closing_id=closing_id, withdraw=withdraw, now=datetime.now(UTC)
             )
-            for placement in pending:
-                if placement.claimed_until is not None and placement.claimed_until > now:
-                    held += 1
-                elif (
-                    withdraw
-                    and placement.state == PlacementState.intent
-                    and placement.attempts == 0
-                    and repository.withdraw_placement(
-                        session=session,
-                        placement_id=placement.id,
-                        reason="withdrawn: the closing changed before the order was sent",
-                    )
-                ):
-                    withdrawn.extend(_categories(placement.id))
+        withdrawn.extend(called_off)
         if held == 0 or not wait:
             return withdrawn
         if time.monotonic() > deadline:
@@ -175,11 +158,7 @@ def settle_placements(closing_id: uuid.UUID, withdraw: bool, wait: bool = True) 
 
 def _categories(placement_id: uuid.UUID) -> list[str]:
     with db_session() as session:
-        items = repository.list_placement_items(session=session, placement_id=placement_id)
-        lines = [
-            repository.get_plan_line(session=session, plan_line_id=i.plan_line_id) for i in items
-        ]
-    return [line.category for line in lines if line is not None]
+        return repository.placement_categories(session=session, placement_id=placement_id)
 
 
 def _record_statuses(orders: list[Order], source: StatusSource) -> None:
@@ -218,15 +197,22 @@ def read_closing_orders(closing_id: uuid.UUID, withdraw_unfound: bool) -> Closin
             raise LookupError(f"closing_id: no closing {closing_id}")
         crm_id = row.crm_closing_id
         placements = repository.list_placements(session=session, closing_id=closing_id)
-    ours_ids = {p.offergrid_order_id for p in placements if p.offergrid_order_id}
-    keys = {p.intent_key: p for p in placements}
-    orders = [
-        order
-        for order in everything
-        if order.order_id in ours_ids
-        or (order.metadata or {}).get(CLOSING_REF_KEY) == crm_id
-        or (order.metadata or {}).get(INTENT_KEY) in keys
-    ]
+    orders = closing_orders(
+        everything,
+        crm_closing_id=crm_id,
+        order_ids={p.offergrid_order_id for p in placements if p.offergrid_order_id},
+        intent_keys={p.intent_key for p in placements},
+    )
+    withdrawn = _settle_unknown(placements, orders, withdraw_unfound)
+    _record_statuses(orders, StatusSource.sync)
+    return ClosingOrders(orders, withdrawn)
+
+
+def _settle_unknown(
+    placements: list[Placement], orders: list[Order], withdraw_unfound: bool
+) -> list[str]:
+    """Adopt each unfinished placement's order when found; with `withdraw_unfound`, call off
+    those not found. Returns the categories called off."""
     found_keys = {(order.metadata or {}).get(INTENT_KEY): order for order in orders}
     withdrawn: list[str] = []
     for placement in placements:
@@ -245,8 +231,7 @@ def read_closing_orders(closing_id: uuid.UUID, withdraw_unfound: bool) -> Closin
                 )
             if called_off:
                 withdrawn.extend(_categories(placement.id))
-    _record_statuses(orders, StatusSource.sync)
-    return ClosingOrders(orders, withdrawn)
+    return withdrawn
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from prefect.context import MissingContextError
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Scheduled
 
-from models.tables import PlanLineState
+from models.tables import PlanLineRow, PlanLineState
 from preclose.app.runtime import db_session
 from preclose.names import PLACE_DUE, as_of_or_now, closing_tag
 from preclose.rules.placement_runs import (
@@ -134,12 +134,22 @@ def sync_closing_schedule(closing_id: uuid.UUID, as_of: datetime | None = None) 
         time_zone=closing.time_zone,
         version=closing.version,
         lines=[
-            PlannedLine(line.id, line.placement_date)
-            for line in lines
-            if live and line.state == PlanLineState.planned and line.offer_id is not None
+            PlannedLine(line.id, line.placement_date) for line in lines if live and _ordering(line)
         ],
         now=now,
     )
+    return _reconcile_runs(closing.crm_closing_id, wanted, now)
+
+
+def _ordering(line: PlanLineRow) -> bool:
+    """A planned line with an offer: what a placement run will order."""
+    return line.state == PlanLineState.planned and line.offer_id is not None
+
+
+def _reconcile_runs(
+    crm_closing_id: str, wanted: list[PlacementRun], now: datetime
+) -> list[uuid.UUID]:
+    """Cancel the closing's scheduled runs not wanted, create the missing ones; returns the IDs."""
     with get_client(sync_client=True) as client:
         deployment = _placement_deployment(client)
         if deployment is None:
@@ -147,7 +157,7 @@ def sync_closing_schedule(closing_id: uuid.UUID, as_of: datetime | None = None) 
         # Runs already late are left alone: when a runner picks them up they place what is due.
         pending = [
             ScheduledRun(run.id, run.expected_start_time)
-            for run in _scheduled_runs(client, deployment.id, closing.crm_closing_id)
+            for run in _scheduled_runs(client, deployment.id, crm_closing_id)
             if run.expected_start_time is not None and run.expected_start_time > now
         ]
         changes = schedule_changes(wanted, pending)
@@ -161,7 +171,7 @@ def sync_closing_schedule(closing_id: uuid.UUID, as_of: datetime | None = None) 
     if changes.create or changes.cancel:
         _logger().info(
             "Placement runs of %s: %d scheduled, %d created, %d cancelled",
-            closing.crm_closing_id,
+            crm_closing_id,
             len(runs),
             len(changes.create),
             len(changes.cancel),

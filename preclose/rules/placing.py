@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
@@ -249,3 +249,26 @@ def find_order_for_intent(orders: Iterable[Order], intent_key: str) -> Order | N
         if (order.metadata or {}).get(INTENT_KEY) == intent_key:
             return order
     return None
+
+
+def closing_orders(
+    orders: Iterable[Order],
+    *,
+    crm_closing_id: str,
+    order_ids: Collection[str],
+    intent_keys: Collection[str],
+) -> list[Order]:
+    """The orders of one closing among many: recorded by us, tagged with the closing's CRM ID, or
+    carrying one of its intents' keys (an order whose answer we never heard)."""
+    return [
+        order
+        for order in orders
+        if order.order_id in order_ids
+        or (order.metadata or {}).get(CLOSING_REF_KEY) == crm_closing_id
+        or (order.metadata or {}).get(INTENT_KEY) in intent_keys
+    ]
+
+
+def may_withdraw(*, unsent_intent: bool, attempts: int, held: bool) -> bool:
+    """Whether a placement can be called off before a change: an intent never tried, not held."""
+    return unsent_intent and attempts == 0 and not held

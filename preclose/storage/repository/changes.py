@@ -21,6 +21,7 @@ from models.tables import (
     PlanLineState,
     utcnow,
 )
+from preclose.rules.placing import may_withdraw
 from preclose.storage.repository._base import (
     _REPLACEABLE,
     _RETRYABLE,
@@ -35,6 +36,7 @@ from preclose.storage.repository.placements import (
     _set_line_states,
     intent_key_for,
     list_placement_items,
+    list_placements,
 )
 from preclose.storage.repository.plans import _current_line_filter, _line_values, list_plan_lines
 
@@ -263,3 +265,43 @@ def get_item_for_line(*, session: Session, plan_line_id: uuid.UUID) -> OrderItem
     """The order item that orders this plan line, if it was ever put in a placement."""
     statement = select(OrderItem).where(col(OrderItem.plan_line_id) == plan_line_id)
     return session.exec(statement).first()
+
+
+def placement_categories(*, session: Session, placement_id: uuid.UUID) -> list[str]:
+    """The categories of the plan lines a placement orders."""
+    items = list_placement_items(session=session, placement_id=placement_id)
+    lines = [session.get(PlanLineRow, item.plan_line_id) for item in items]
+    return [line.category for line in lines if line is not None]
+
+
+def settle_closing_placements(
+    *, session: Session, closing_id: uuid.UUID, withdraw: bool, now: datetime
+) -> tuple[int, list[str]]:
+    """Count the closing's unfinished placements a placer holds right now and, with `withdraw`,
+    call off the intents never tried; returns that count and the categories called off."""
+    held = 0
+    withdrawn: list[str] = []
+    pending = list_placements(
+        session=session,
+        states=[PlacementState.intent, PlacementState.unknown],
+        closing_id=closing_id,
+    )
+    for placement in pending:
+        busy = placement.claimed_until is not None and placement.claimed_until > now
+        if busy:
+            held += 1
+        if (
+            withdraw
+            and may_withdraw(
+                unsent_intent=placement.state == PlacementState.intent,
+                attempts=placement.attempts,
+                held=busy,
+            )
+            and withdraw_placement(
+                session=session,
+                placement_id=placement.id,
+                reason="withdrawn: the closing changed before the order was sent",
+            )
+        ):
+            withdrawn.extend(placement_categories(session=session, placement_id=placement.id))
+    return held, withdrawn
