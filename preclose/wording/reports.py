@@ -10,7 +10,7 @@ from rich.table import Table
 
 from models.records import ClosingRecord
 from models.tables import OrderItem, PlanLineRow
-from preclose.wording.services import LINE_STATE_WORDS
+from preclose.wording.services import LINE_STATE_WORDS, service_name
 from preclose.wording.timeline import LineDates, TimelineEntry, build_timeline, window_chart
 
 
@@ -52,7 +52,7 @@ def closing_report(record: ClosingRecord, *, as_of: datetime) -> ClosingReport:
             risks[line.category] = line.risk_reason
         rows.append(
             {
-                "service": f"{line.category} ({line.importance})",
+                "service": f"{service_name(line.category)} ({line.importance})",
                 "provider": line.provider_name or "—",
                 "offer": line.offer_name or (line.problem or "—"),
                 "monthly": _money(line.monthly_price),
@@ -126,7 +126,7 @@ def report_table(report: ClosingReport) -> Table:
     )
     for column in ("service", "provider", "monthly", "order date", "service date", "status"):
         table.add_column(column.capitalize(), overflow="fold")
-    risks = [f"⚠ {category}: {reason}" for category, reason in report.risks.items()]
+    risks = [f"⚠ {service_name(category)}: {reason}" for category, reason in report.risks.items()]
     if risks:
         table.caption = "\n".join(risks)
         table.caption_justify = "left"
