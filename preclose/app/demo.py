@@ -32,6 +32,9 @@ class DemoOutcome:
     days: int
     requests: int
     seconds: float
+    # How often (and how long) Prefect's client slept after a 503 or 429 from its own API.
+    prefect_retry_sleeps: int = 0
+    prefect_retry_seconds: float = 0.0
 
 
 def prepare_environment(data_dir: Path) -> None:
@@ -41,7 +44,7 @@ def prepare_environment(data_dir: Path) -> None:
     demo_dir.mkdir(parents=True)
     os.environ.update(
         PRECLOSE_DATA_DIR=str(demo_dir),
-        PRECLOSE_DATABASE_URL=f"sqlite:///{demo_dir / 'preclose.db'}",
+        PRECLOSE_DATABASE_URL=f"sqlite:///{demo_dir / 'preclose.storage.db'}",
         # Kept across runs (outside demo/), so the Prefect UI shows every demo's runs.
         PREFECT_HOME=str(data_dir / "prefect"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -62,6 +65,7 @@ def run_demo(*, closings: int, seed: int, console: Console) -> DemoOutcome:
 
     from offergrid_sandbox.config import RESELLER_KEY, SandboxConfig, SimulationConfig
     from offergrid_sandbox.server import running_sandbox
+    from preclose.app.prefect_retries import counting_retry_sleeps
     from preclose.settings import get_settings
 
     started = time.perf_counter()
@@ -75,7 +79,10 @@ def run_demo(*, closings: int, seed: int, console: Console) -> DemoOutcome:
         get_settings.cache_clear()
         # Heartbeats find crashed runs of remote workers; in this one process they only add a
         # second of shutdown wait to every flow run.
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with (
+            temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+            counting_retry_sleeps() as retries,
+        ):
             outcome = _drive(server.sandbox, closings=closings, console=console)
         requests = sum(
             sum(counts.values()) for counts in server.sandbox.request_stats()["byEndpoint"].values()
@@ -86,6 +93,8 @@ def run_demo(*, closings: int, seed: int, console: Console) -> DemoOutcome:
         days=outcome[2],
         requests=requests,
         seconds=time.perf_counter() - started,
+        prefect_retry_sleeps=retries.sleeps,
+        prefect_retry_seconds=retries.seconds,
     )
 
 
@@ -171,6 +180,8 @@ def closing_words(outcome: DemoOutcome, data_dir: Path) -> Group:
         f"[bold]{outcome.fulfilled} of {outcome.closings} closings fulfilled[/] over "
         f"{outcome.days} simulated days, {outcome.requests} Offergrid requests, "
         f"{outcome.seconds:.0f} s.",
+        f"Prefect client retry sleeps (its API busy): {outcome.prefect_retry_sleeps}"
+        + (f", {outcome.prefect_retry_seconds:.0f} s" if outcome.prefect_retry_sleeps else ""),
         f"Messages to buyers and agents: {data_dir / 'demo' / 'outbox.jsonl'}",
         "See the runs, plan tables and timelines in the Prefect UI:",
         f"  PREFECT_HOME={prefect_home} .venv/bin/prefect server start",
