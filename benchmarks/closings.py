@@ -379,11 +379,12 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
     from benchmarks.cpu import CpuMeter
     from preclose.app.prefect_api import read_server
     from preclose.app.prefect_retries import counting_retry_sleeps
-    from preclose.app.serve import prefect_server
+    from preclose.app.serve import prefect_environment, prefect_server
     from preclose.settings import get_settings
 
     closings = make_closings(args.closings, args.zips, args.seed)
     settings = get_settings()
+    os.environ.update(prefect_environment(settings))  # the server settings `preclose serve` uses
     server_log = work / "prefect-server.log"
     ours = start_sandbox(args.port, args.window_scale, args.seed)
     sandbox_cpu = CpuMeter(ours.pid)

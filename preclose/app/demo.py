@@ -57,6 +57,10 @@ def prepare_environment(data_dir: Path) -> None:
         ),
     )
     os.environ.pop("PREFECT_API_URL", None)  # Prefect's local API, never someone else's server
+    from preclose.app.prefect_sqlite import prefect_sqlite_environment
+
+    # Its local API runs on SQLite: fewer, larger write batches keep it from answering 503.
+    os.environ.update(prefect_sqlite_environment())
 
 
 def run_demo(*, closings: int, seed: int, console: Console) -> DemoOutcome:

@@ -92,10 +92,14 @@ def check_port_free(port: int, what: str) -> None:
 
 def prefect_environment(settings: Settings) -> dict[str, str]:
     """Environment for Prefect in this process and its children: home in the data dir, quiet."""
+    from preclose.app.prefect_sqlite import prefect_sqlite_environment
+
     return {
         "PREFECT_HOME": str(settings.prefect_home),
         # The server would otherwise phone home; everything here stays on loopback.
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Fewer, larger write batches: its SQLite database stays out of 503s under our runs.
+        **prefect_sqlite_environment(),
     }
 
 
