@@ -63,6 +63,7 @@ START = datetime(2027, 3, 1, 15, 0, tzinfo=UTC)
 POLL_EVERY = timedelta(minutes=5)
 FINAL = {"completed", "active", "rejected", "failed", "cancelled"}
 LIMIT = 100  # Offergrid's calls per (scaled) minute window
+IDLE_SAMPLE_SECONDS = 15.0
 
 LEFT_OUT = (
     "the reconciler (every 5 minutes as shipped) and the per-closing 08:00 placement runs: the "
@@ -231,11 +232,13 @@ def window_figures(
     }
 
 
-def run_preclose(closings: list[Any], url: str, days: int, sync_minutes: float) -> dict[str, Any]:
+def run_preclose(
+    closings: list[Any], url: str, days: int, sync_minutes: float, server_pid: int
+) -> dict[str, Any]:
     """Coordinate every closing, then step the clock: a sync every `sync_minutes`, placing daily."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from benchmarks.cpu import own_cpu_seconds
+    from benchmarks.cpu import own_cpu_seconds, tree_cpu_seconds
     from flows.coordinate import coordinate_closing
     from flows.place import place_due_orders
     from flows.sync import sync_orders
@@ -245,10 +248,12 @@ def run_preclose(closings: list[Any], url: str, days: int, sync_minutes: float) 
     step = timedelta(days=1) / steps_per_day
     syncs: list[datetime] = []
     wall0, cpu0 = time.perf_counter(), own_cpu_seconds()
+    server0 = tree_cpu_seconds(server_pid)
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         for closing in closings:
             coordinate_closing(closing, as_of=now)
         coordinated = own_cpu_seconds() - cpu0
+        server_coordinated = tree_cpu_seconds(server_pid) - server0
         for _ in range(days):
             for index in range(steps_per_day):
                 advance = {"seconds": step.total_seconds()}
@@ -262,6 +267,7 @@ def run_preclose(closings: list[Any], url: str, days: int, sync_minutes: float) 
         "wall": time.perf_counter() - wall0,
         "cpu": own_cpu_seconds() - cpu0,
         "cpu_coordinate": coordinated,
+        "server_coordinate": server_coordinated,
         "syncs": syncs,
     }
 
@@ -398,9 +404,14 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
             print(
                 f"  Prefect server up in {time.perf_counter() - started:.0f} s, {startup:.1f} s CPU"
             )
+            # Its services poll while nothing happens: that rate, apart, over the run's wall time.
+            server_cpu.start()
+            time.sleep(IDLE_SAMPLE_SECONDS)
+            idle_rate = server_cpu.stop() / IDLE_SAMPLE_SECONDS
             server_cpu.start()
             sandbox_cpu.start()
-            profile = cProfile.Profile() if args.profile else None
+            # CPU time of the main thread, where flows and their tasks run (not wall time).
+            profile = cProfile.Profile(time.thread_time) if args.profile else None
             window = 60 * args.window_scale
             with (
                 BacklogSampler(settings.database_url, window) as sampler,
@@ -408,7 +419,7 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
             ):
                 if profile is not None:
                     profile.enable()
-                timing = run_preclose(closings, url, args.days, sync_minutes)
+                timing = run_preclose(closings, url, args.days, sync_minutes, recorded.pid)
                 if profile is not None:
                     profile.disable()
             wait_until_quiet(recorded.pid)
@@ -457,6 +468,21 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
         f" ms of it coordinating) + Prefect server {server:.0f} ms = {coordinator + server:.0f} ms "
         f"(goal <= 300 ms); local Offergrid (not ours) {sandbox_cpu.used / n * 1000:.0f} ms"
     )
+    idle = idle_rate * timing["wall"] / n * 1000
+    print(
+        f"  of the server's share, {idle:.0f} ms per closing is its services idling "
+        f"({idle_rate:.1%} of a core, measured before the run, times the run's wall time)"
+    )
+    steps = len(timing["syncs"])
+    if steps:
+        setup = (timing["cpu_coordinate"] + timing["server_coordinate"]) / n * 1000
+        ours_step = (timing["cpu"] - timing["cpu_coordinate"]) / steps * 1000
+        theirs_step = (server_cpu.used - timing["server_coordinate"]) / steps * 1000
+        print(
+            f"  coordinating (both processes): {setup:.0f} ms CPU per closing; each sync step "
+            f"(a sync; once a day a placement run too): {ours_step:.0f} ms coordinator + "
+            f"{theirs_step:.0f} ms Prefect server"
+        )
     print(f"  wall per closing: {timing['wall'] / n * 1000:.0f} ms ({timing['wall']:.0f} s in all)")
     print(f"  Prefect client: {retries.describe()}; server 503s sent: {server_503}")
     print("  Prefect objects per closing:")
@@ -469,7 +495,7 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
     top_events = ", ".join(f"{e} {c / n:.1f}" for e, c in objects["events"].most_common(8))
     print(f"    events by name (top 8): {top_events}")
     if profile is not None:
-        print("  coordinator CPU by package (cProfile tottime, profiling overhead included):")
+        print("  coordinator main thread CPU by package (cProfile tottime, its overhead included):")
         spent = profile_by_package(profile)
         for package, seconds in spent.most_common():
             if seconds / n >= 0.005:
