@@ -53,7 +53,9 @@ class RetrySleeps(logging.Filter):
 @contextmanager
 def counting_retry_sleeps() -> Iterator[RetrySleeps]:
     """Count Prefect client retry sleeps in this process for the block."""
-    import prefect  # noqa: F401  (its logging set-up runs at import, before the filter goes on)
+    # Prefect configures its logging when `prefect.main` is first imported (`import prefect` alone
+    # is lazy), which resets this logger's level: have that happen now, before it is lowered.
+    import prefect.main  # noqa: F401
 
     logger = logging.getLogger(CLIENT_LOGGER)
     counter = RetrySleeps()
