@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from offergrid.models import Order, OrderStatus
-from offergrid.models.enums import FULFILLED
+from offergrid.models.enums import FULFILLED, status_rank
 from offergrid.models.orders import OrderItem as WireItem
 from preclose.wording.notify import Milestone
 
@@ -39,6 +39,35 @@ class ItemUpdate:
     scheduled_for: datetime | None = None
     account_number: str | None = None
     notes: str | None = None
+
+
+@dataclass(frozen=True)
+class HeldItem:
+    """What we hold of one item: the last status applied, when it happened, its account number."""
+
+    status: str | None
+    status_at: datetime | None
+    account_number: str | None
+
+
+def supersedes(
+    held_status: str | None, held_at: datetime | None, status: str, at: datetime
+) -> bool:
+    """Whether an event (status, at) is newer than what we hold of the item."""
+    if held_at is None:
+        return True
+    if at != held_at:
+        return at > held_at
+    # Same instant: only a step further along the lifecycle wins, so a replay is a no-op.
+    new_rank, old_rank = status_rank(status), status_rank(held_status)
+    return new_rank is not None and old_rank is not None and new_rank > old_rank
+
+
+def is_news(held: HeldItem, update: ItemUpdate) -> bool:
+    """Whether applying `update` would change what we hold (a newer status, or a missing fact)."""
+    if supersedes(held.status, held.status_at, update.status, update.at):
+        return True
+    return update.account_number is not None and held.account_number is None
 
 
 def _event_time(order: Order, item: WireItem) -> datetime | None:

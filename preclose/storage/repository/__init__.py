@@ -64,13 +64,16 @@ from preclose.storage.repository.crm import restart_crm_request as restart_crm_r
 from preclose.storage.repository.crm import revoke_api_key as revoke_api_key
 from preclose.storage.repository.crm import webhook_figures as webhook_figures
 from preclose.storage.repository.crm import webhook_refusals as webhook_refusals
-from preclose.storage.repository.events import list_notification_keys as list_notification_keys
 from preclose.storage.repository.events import (
+    claim_notifications,
     mark_notification_sent,
+    mark_notifications_sent,
     record_api_call,
     record_notification,
     record_webhook_event,
+    told_keys,
 )
+from preclose.storage.repository.events import list_notification_keys as list_notification_keys
 from preclose.storage.repository.events import notification_key as notification_key
 from preclose.storage.repository.items import (
     assess_line_risks,
@@ -120,6 +123,7 @@ __all__ = [
     "advance_closing",
     "assess_line_risks",
     "cancel_unplaced_lines",
+    "claim_notifications",
     "correct_address",
     "create_or_get_closing",
     "create_placement_intent",
@@ -145,6 +149,7 @@ __all__ = [
     "list_placements",
     "list_plan_lines",
     "mark_notification_sent",
+    "mark_notifications_sent",
     "mark_placement_failed",
     "mark_placement_placed",
     "mark_placement_unknown",
@@ -156,6 +161,7 @@ __all__ = [
     "save_plan",
     "settle_closing_placements",
     "start_next_attempt",
+    "told_keys",
     "transition_closing",
     "update_closing_request",
     "upsert_item_status",

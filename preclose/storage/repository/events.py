@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -121,6 +122,56 @@ def record_notification(
         session.rollback()  # told concurrently by another run
         return None
     return notification
+
+
+def told_keys(*, session: Session, dedupe_keys: list[str]) -> set[str]:
+    """Those of `dedupe_keys` already claimed: one look-up for several messages."""
+    if not dedupe_keys:
+        return set()
+    statement = select(Notification.dedupe_key).where(col(Notification.dedupe_key).in_(dedupe_keys))
+    return set(session.exec(statement).all())
+
+
+def claim_notifications(
+    *, session: Session, notifications: list[Notification]
+) -> list[Notification]:
+    """Claim several messages in one commit; returns those claimed (others were told already).
+
+    The unique dedupe key decides: when another run claimed one meanwhile, each is claimed on
+    its own, so the others still go out once.
+    """
+    if not notifications:
+        return []
+    session.add_all(notifications)
+    try:
+        session.commit()
+        return notifications
+    except IntegrityError:
+        session.rollback()
+    claimed: list[Notification] = []
+    for notification in notifications:
+        session.add(notification)
+        try:
+            session.commit()
+            claimed.append(notification)
+        except IntegrityError:
+            session.rollback()  # told concurrently by another run
+    return claimed
+
+
+def mark_notifications_sent(
+    *, session: Session, notification_ids: list[uuid.UUID], sent_at: datetime | None = None
+) -> None:
+    """Record when claimed notifications went out, in one statement."""
+    if not notification_ids:
+        return
+    when = _aware("sent_at", sent_at) if sent_at else utcnow()
+    session.execute(
+        sa_update(Notification)
+        .where(col(Notification.id).in_(notification_ids))
+        .values(sent_at=when)
+    )
+    _commit(session)
 
 
 def mark_notification_sent(

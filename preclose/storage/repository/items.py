@@ -21,8 +21,8 @@ from models.tables import (
     StatusSource,
     utcnow,
 )
-from offergrid.models.enums import FULFILLED, OrderStatus, status_rank
-from preclose.rules.tracking import ItemFacts, LineRisk, RiskFinding, reassess
+from offergrid.models.enums import FULFILLED, OrderStatus
+from preclose.rules.tracking import ItemFacts, LineRisk, RiskFinding, reassess, supersedes
 from preclose.storage.repository._base import (
     _LINE_STATE_FOR_ITEM,
     _REPLACEABLE,
@@ -46,13 +46,7 @@ def get_item_by_offergrid_id(*, session: Session, offergrid_item_id: str) -> Ord
 
 def _supersedes(item: OrderItem, status: str, at: datetime) -> bool:
     """Whether an event (status, at) is newer than what the item already holds."""
-    if item.status_at is None:
-        return True
-    if at != item.status_at:
-        return at > item.status_at
-    # Same instant: only a step further along the lifecycle wins, so a replay is a no-op.
-    new_rank, old_rank = status_rank(status), status_rank(item.status)
-    return new_rank is not None and old_rank is not None and new_rank > old_rank
+    return supersedes(item.status, item.status_at, status, at)
 
 
 def upsert_item_status(
