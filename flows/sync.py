@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from flows.follow_up import follow_up
 from flows.runs import sync_run_name
 from models.summary import SyncSummary
 from models.tables import StatusSource
 from preclose.names import as_of_or_now
-from preclose.rules.tracking import items_offergrid_lacks, updates_from_orders
+from preclose.rules.tracking import is_news, items_offergrid_lacks, updates_from_orders
 from preclose.settings import get_settings
 from tasks.artifacts import publish_health
 from tasks.orders import list_orders
 from tasks.self_serve import LINK_ONLY_READ_MINUTES, live_link_count, record_link_orders
-from tasks.tracking import apply_updates, open_item_ids
+from tasks.tracking import apply_updates, open_items
 
 
 def status_period(as_of: datetime, minutes: float) -> str:
@@ -35,19 +33,15 @@ def sync_orders(as_of: datetime | None = None) -> SyncSummary:
     """Read every order once, apply what changed, then follow up every closing it touched."""
     now = as_of_or_now(as_of)
     logger = get_run_logger()
-    item_ids = open_item_ids(now)
+    held = open_items(now)
+    item_ids = list(held)
     links = live_link_count()
     if not item_ids and not links:
         return SyncSummary()
-    progress = create_progress_artifact(
-        progress=0.0, description=f"Syncing {len(item_ids)} open Offergrid items"
-    )
-    assert isinstance(progress, uuid.UUID)  # the sync API returns the ID, not a coroutine
     # With only buyers' links to look at, one read an hour is plenty (not one per sync).
     minutes = get_settings().status_cache_minutes if item_ids else LINK_ONLY_READ_MINUTES
     period = status_period(now, minutes)
     orders = list_orders(period)
-    update_progress_artifact(progress, 40.0)
     lost = items_offergrid_lacks(orders, item_ids)
     if lost:
         # Nothing is changed for them: a person decides (a reset sandbox, or a lost order).
@@ -61,13 +55,15 @@ def sync_orders(as_of: datetime | None = None) -> SyncSummary:
     # Orders the buyers placed through their links are in the same answer: no extra call.
     if links:
         record_link_orders(orders)
-    changes = apply_updates(updates_from_orders(orders, item_ids), StatusSource.sync)
-    update_progress_artifact(progress, 70.0)
+    # Only what differs from what we hold is written: most open items have not moved since.
+    news = [
+        u for u in updates_from_orders(orders, item_ids) if is_news(held[u.offergrid_item_id], u)
+    ]
+    changes = apply_updates(news, StatusSource.sync) if news else []
     # Time-based risks (no provider response in 48 h) need every live closing looked at.
     followed = follow_up({change.closing_id for change in changes}, now, all_risks=True)
-    # The health figures come from our own records: no Offergrid call, one artifact per sync.
-    publish_health(return_state=True)  # a report failure stays a failed task run, not a failed sync
-    update_progress_artifact(progress, 100.0)
+    # The health figures come from our own records: no Offergrid call; a new version hourly at most.
+    publish_health()
     logger.info(
         "Checked %d open items: %d changed, %d new risks, %d closings fulfilled",
         len(item_ids),

@@ -1,4 +1,8 @@
-"""The notification task: tell the buyer and the agent about a milestone, once."""
+"""Notifications: tell the buyer and the agent about a milestone, once.
+
+A plain step of the calling flow, not a task run per message: the outbox and the notification
+rows say what was told, and a failure fails the step that asked.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,14 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
-from prefect import task
-from prefect.cache_policies import NONE
-
-from models.closing import ClosingRequest
-from models.tables import Audience
+from models.closing import ClosingRequest, ContactChannel
+from models.tables import Audience, Notification
 from preclose.app.runtime import db_session
 from preclose.rules.pagelinks import page_url
 from preclose.settings import get_settings
 from preclose.storage import repository
 from preclose.wording.notify import (
+    Message,
     Milestone,
     MilestoneFacts,
     NotificationContext,
@@ -27,7 +29,6 @@ from tasks.closings import load_closing
 logger = logging.getLogger(__name__)
 
 
-@task(name="notify", cache_policy=NONE)
 def notify_milestone(
     closing_id: uuid.UUID,
     milestone: Milestone,
@@ -63,29 +64,46 @@ def deliver_once(
     audiences = [Audience.agent]
     if closing.buyer.contact_consent and not agent_only:
         audiences.insert(0, Audience.buyer)
+    keys = {audience: told_key(closing_id, audience, milestone, topic) for audience in audiences}
+    messages: dict[Audience, tuple[Message, ContactChannel | None]] = {}
+    with db_session() as session:
+        # One look-up for every audience, and a message composed only for those not told yet.
+        told_before = repository.told_keys(session=session, dedupe_keys=list(keys.values()))
+        claims = []
+        for audience in audiences:
+            if keys[audience] in told_before:
+                continue
+            message = compose(
+                milestone, with_page_link(context, closing_id, audience), audience=audience
+            )
+            channel = closing.buyer.preferred_channel if audience is Audience.buyer else None
+            messages[audience] = (message, channel)
+            claims.append(
+                Notification(
+                    closing_id=closing_id,
+                    audience=audience,
+                    milestone=milestone.value,
+                    channel=channel.value if channel else "email",
+                    body=message.body,
+                    dedupe_key=keys[audience],
+                )
+            )
+        # Claimed before the send, so two runs seeing the same news tell it once between them.
+        claimed = repository.claim_notifications(session=session, notifications=claims)
+        sent = [(claim.id, Audience(claim.audience)) for claim in claimed]
     urls = get_settings().notify_urls
     told: list[Audience] = []
-    for audience in audiences:
-        message = compose(
-            milestone, with_page_link(context, closing_id, audience), audience=audience
-        )
-        channel = closing.buyer.preferred_channel if audience is Audience.buyer else None
-        with db_session() as session:
-            claim = repository.record_notification(
-                session=session,
-                closing_id=closing_id,
-                audience=audience,
-                milestone=milestone.value,
-                channel=channel.value if channel else "email",
-                body=message.body,
-                dedupe_key=told_key(closing_id, audience, milestone, topic),
-            )
-        if claim is None:
-            continue  # told already, by this run or another
-        send(message, to=audience, urls=urls, channel=channel)
-        with db_session() as session:
-            repository.mark_notification_sent(session=session, notification_id=claim.id)
-        told.append(audience)
+    try:
+        for _, audience in sent:
+            message, channel = messages[audience]
+            send(message, to=audience, urls=urls, channel=channel)
+            told.append(audience)
+    finally:
+        # What went out is recorded even when a later send failed.
+        ids = [claim_id for claim_id, audience in sent if audience in told]
+        if ids:
+            with db_session() as session:
+                repository.mark_notifications_sent(session=session, notification_ids=ids)
     return told
 
 

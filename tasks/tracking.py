@@ -1,4 +1,8 @@
-"""Tracking tasks: apply Offergrid statuses, find risks, close out fulfilled closings."""
+"""Tracking steps: apply Offergrid statuses, find risks, close out fulfilled closings.
+
+Only the Offergrid read (`fill account numbers`) is a task run, for its retries; the rest are
+plain database steps of the calling flow: a task run each cost Prefect's server more than the step.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from models.tables import (
 )
 from preclose.app.runtime import db_session, offergrid_client
 from preclose.rules import lifecycle
-from preclose.rules.tracking import ItemUpdate, RiskFinding, milestone_for
+from preclose.rules.tracking import HeldItem, ItemUpdate, RiskFinding, milestone_for
 from preclose.storage import repository
 from preclose.wording.notify import Milestone
 from tasks.notifications import told_key
@@ -36,17 +40,16 @@ class AppliedChange:
     account_number: str | None
 
 
-@task(name="open items", cache_policy=NONE)
-def open_item_ids(as_of: datetime) -> list[str]:
-    """Offergrid item IDs of every placed item a newer status may still follow (completed ones
-    too: they may become active)."""
+def open_items(as_of: datetime) -> dict[str, HeldItem]:
+    """What we hold of every placed item a newer status may still follow (completed ones too:
+    they may become active), by Offergrid item ID: one query, so a sync writes only news."""
     with db_session() as session:
         items = repository.list_items_watched(session=session)
-        return [
-            item.offergrid_item_id
+        return {
+            item.offergrid_item_id: HeldItem(item.status, item.status_at, item.account_number)
             for item in items
             if item.offergrid_item_id and lifecycle.sync_watches(item.status, item.status_at, as_of)
-        ]
+        }
 
 
 def repick_candidates(closing_ids: Iterable[uuid.UUID] | None) -> list[uuid.UUID]:
@@ -111,7 +114,6 @@ def record_update(update: ItemUpdate, source: StatusSource) -> bool:
         )
 
 
-@task(name="apply statuses", cache_policy=NONE)
 def apply_updates(updates: list[ItemUpdate], source: StatusSource) -> list[AppliedChange]:
     """Apply each update unless it is older than what we hold; returns the ones that changed."""
     return [_applied(update) for update in updates if record_update(update, source)]
@@ -133,14 +135,12 @@ def _applied(update: ItemUpdate) -> AppliedChange:
     )
 
 
-@task(name="assess risks", cache_policy=NONE)
 def assess_risks(as_of: datetime, closing_id: uuid.UUID | None = None) -> list[RiskFinding]:
     """Mark placed lines whose order endangers the service date; returns the newly found ones."""
     with db_session() as session:
         return repository.assess_line_risks(session=session, as_of=as_of, closing_id=closing_id)
 
 
-@task(name="advance closings", cache_policy=NONE)
 def advance_closings(closing_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     """Move each closing as far as its lines say (the lifecycle decides, under the row lock), and
     every live closing whose services are all live to fulfilled; returns those just fulfilled."""
@@ -168,12 +168,11 @@ class ItemNews:
     account_number: str | None
 
 
-@task(name="item news", cache_policy=NONE)
 def item_news(closing_id: uuid.UUID) -> list[ItemNews]:
     """The news of a closing's items not told yet, derived from each item's current status.
 
     The agent hears every milestone, so a milestone whose agent message is recorded is old news;
-    reading that here keeps a sync from starting a notification task for every item every time.
+    reading that here keeps a sync from composing a message for every item every time.
     """
     with db_session() as session:
         ordered = repository.list_ordered_lines(session=session, closing_id=closing_id)
