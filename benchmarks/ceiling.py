@@ -73,7 +73,13 @@ class BacklogSampler:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Stop sampling (one last sample) and let go of the database."""
+        """Stop sampling."""
+        self.close()
+
+    def close(self) -> None:
+        """Stop sampling (one last sample) and let go of the database; again is a no-op."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join(timeout=10)
         self.samples.append((time.time(), self._read()))

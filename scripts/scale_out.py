@@ -55,6 +55,10 @@ from offergrid_sandbox.state import Sandbox
 from preclose.app.serve import ROOT, prefect_server, threaded_app
 from preclose.settings import get_settings
 
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # benchmarks/ helpers when run as a script
+from benchmarks.ceiling import BacklogSampler, CeilingShare
+
 # Prefect is imported inside functions: its settings are read at import, after the environment
 # below is set.
 
@@ -264,7 +268,7 @@ def local_offergrid() -> Iterator[LocalOffergrid]:
     async def log_arrival(request: Request, call_next: Any) -> Any:
         # Arrival is what Offergrid's limit counts, so the busiest window is measured on it.
         if request.url.path.startswith("/reseller/"):
-            arrivals.append(time.monotonic())
+            arrivals.append(time.time())  # epoch: the backlog sampler's clock too
         return await call_next(request)
 
     with threaded_app(app, free_port(), "local Offergrid") as url:
@@ -384,6 +388,11 @@ def main() -> int:
 
         from preclose.names import COORDINATE, PLACE_DUE, SYNC
 
+        # The limiter's attempts, sampled once a window: windows where callers waited throughout.
+        sampler = stack.enter_context(
+            BacklogSampler(os.environ["PRECLOSE_DATABASE_URL"], WINDOW_SECONDS)
+        )
+
         clock = offergrid.sandbox.clock
         closings = sample_closings_for(clock.now().date(), args.closings)
         as_of = clock.now().isoformat()
@@ -411,7 +420,9 @@ def main() -> int:
             outcome = dict(Counter(states[run_id] for run_id in step))
             print(f"Sandbox day {day:>2}: place due orders x2 and sync orders -> {outcome}")
 
+        sampler.close()  # stop sampling before the report reads the tables
         print_report(
+            ceiling=sampler.share(offergrid.arrivals, LIMIT_PER_WINDOW),
             closings=len(closings),
             coordinate=coordinate,
             later=later,
@@ -430,6 +441,7 @@ def _others(runs: set[str]) -> str:
 
 def print_report(
     *,
+    ceiling: CeilingShare,
     closings: int,
     coordinate: list[uuid.UUID],
     later: list[uuid.UUID],
@@ -455,6 +467,7 @@ def print_report(
     )
     busy = " ".join(str(n) for n in windows if n)
     print(f"  requests per {WINDOW_SECONDS:g} s window (idle windows left out): {busy}")
+    print(f"  share of the ceiling used while callers waited (goal >= 97%): {ceiling.describe()}")
     lines, ours_items, offergrid_items, most = order_figures(offergrid)
     print(
         f"Orders: {closings} closings, {lines} plan lines ordered, {ours_items} items recorded, "
