@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from preclose.prefect_retries import counting_retry_sleeps
+from preclose.app.prefect_retries import counting_retry_sleeps
 
 
 def test_a_503_from_prefects_api_is_counted_as_a_retry_sleep() -> None:
