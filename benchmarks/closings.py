@@ -350,6 +350,17 @@ def profile_by_package(profile: cProfile.Profile) -> Counter[str]:
     return out
 
 
+def our_functions(profile: cProfile.Profile, top: int = 15) -> list[tuple[str, float]]:
+    """Our functions by cumulative CPU seconds (they and their callees), largest first."""
+    stats = pstats.Stats(profile)
+    out = []
+    for (filename, line, name), (_, _, _, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        path = Path(filename)
+        if ROOT in path.parents and "benchmarks" not in path.parts:
+            out.append((f"{path.relative_to(ROOT)}:{line} {name}", cumtime))
+    return sorted(out, key=lambda entry: -entry[1])[:top]
+
+
 def wait_until_quiet(pid: int, most: float = 180.0) -> None:
     """Wait until the tree of `pid` burns under 5% of a core (its queued events are written)."""
     from benchmarks.cpu import tree_cpu_seconds
@@ -500,6 +511,9 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
         for package, seconds in spent.most_common():
             if seconds / n >= 0.005:
                 print(f"    {package:<32} {seconds / n * 1000:6.0f} ms per closing")
+        print("  our functions by cumulative main-thread CPU (callees included, so they overlap):")
+        for where, seconds in our_functions(profile):
+            print(f"    {seconds / n * 1000:6.0f} ms per closing  {where}")
     for key, text, goal in (
         ("on_time", "essential services live by the day needed", "goal >= 98%"),
         ("early", "services live before possession or > 1 day before their start", "goal 0"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,23 +45,28 @@ def prepare_environment(data_dir: Path) -> None:
     demo_dir.mkdir(parents=True)
     os.environ.update(
         PRECLOSE_DATA_DIR=str(demo_dir),
-        PRECLOSE_DATABASE_URL=f"sqlite:///{demo_dir / 'preclose.storage.db'}",
+        PRECLOSE_DATABASE_URL=f"sqlite:///{demo_dir / 'preclose.db'}",
         # Kept across runs (outside demo/), so the Prefect UI shows every demo's runs.
         PREFECT_HOME=str(data_dir / "prefect"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_LOGGING_LEVEL="WARNING",
         PREFECT_LOGGING_LOG_PRINTS="false",
-        # Prefect gives its local API 20 s to start; a busy machine needs more (the progress
-        # line's clock shows the wait).
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=os.environ.get(
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300"
-        ),
     )
-    os.environ.pop("PREFECT_API_URL", None)  # Prefect's local API, never someone else's server
+    # Prefect's server on a free loopback port for the demo's length (never someone else's), its
+    # SQLite writes begun IMMEDIATE (preclose.app.prefect_sqlite): no 503s, no retry sleeps. No UI
+    # while the demo runs: the closing words say how to look at the runs afterwards.
+    os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{_free_port()}/api"
+    os.environ["PREFECT_UI_ENABLED"] = "false"
     from preclose.app.prefect_sqlite import prefect_sqlite_environment
 
-    # Its local API runs on SQLite: fewer, larger write batches keep it from answering 503.
     os.environ.update(prefect_sqlite_environment())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def run_demo(*, closings: int, seed: int, console: Console) -> DemoOutcome:
@@ -70,6 +76,7 @@ def run_demo(*, closings: int, seed: int, console: Console) -> DemoOutcome:
     from offergrid_sandbox.config import RESELLER_KEY, SandboxConfig, SimulationConfig
     from offergrid_sandbox.server import running_sandbox
     from preclose.app.prefect_retries import counting_retry_sleeps
+    from preclose.app.serve import prefect_server
     from preclose.settings import get_settings
 
     started = time.perf_counter()
@@ -77,7 +84,12 @@ def run_demo(*, closings: int, seed: int, console: Console) -> DemoOutcome:
     config = SandboxConfig(
         clock="virtual", seed=seed, simulation=SimulationConfig(rejection_rate=0, failure_rate=0)
     )
-    with running_sandbox(config) as server:
+    port = int(os.environ["PREFECT_API_URL"].rsplit(":", 1)[1].split("/")[0])
+    data_dir = Path(os.environ["PRECLOSE_DATA_DIR"])
+    with (
+        prefect_server(get_settings(), port, data_dir / "prefect-server.log", console.print),
+        running_sandbox(config) as server,
+    ):
         os.environ["PRECLOSE_OFFERGRID_BASE_URL"] = server.url
         os.environ["PRECLOSE_OFFERGRID_API_KEY"] = RESELLER_KEY
         get_settings.cache_clear()
@@ -116,7 +128,7 @@ def _drive(sandbox: Sandbox, *, closings: int, console: Console) -> tuple[int, i
     samples = sample_closings(now().date())[:closings]
     ids = []
     with _progress(console) as progress:
-        task = progress.add_task("Starting Prefect and planning the closings", total=len(samples))
+        task = progress.add_task("Planning the closings", total=len(samples))
         for closing in samples:
             summary = coordinate_closing(closing, as_of=now())
             ids.append(summary.closing_id)

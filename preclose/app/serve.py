@@ -126,6 +126,8 @@ def prefect_server(
 ) -> Iterator[str]:
     """`prefect server start` on loopback for the block, output in `log_file`; yields its API.
 
+    Started through `preclose.app.prefect_sqlite`, so a SQLite database never answers 503.
+
     It never outlives us: it leads its own process group, gets SIGTERM from the kernel if we die
     (Linux), and is recorded in the Prefect home, so a server left by a `kill -9` on another
     system is stopped at the next start.
@@ -144,7 +146,8 @@ def prefect_server(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     url = f"http://{HOST}:{port}"
     with log_file.open("ab") as log:
-        command = [sys.executable, "-m", "prefect", "server", "start"]
+        # Prefect's own CLI, its SQLite write transactions begun IMMEDIATE (no 503 storms).
+        command = [sys.executable, "-m", "preclose.app.prefect_sqlite", "server", "start"]
         process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
             [*command, "--host", HOST, "--port", str(port)],
             stdout=log,
