@@ -635,6 +635,7 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true", help="coordinator CPU by package")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--only-baseline", action="store_true", help="the baselines alone")
     parser.add_argument("--port", type=int, default=18_765, help="uses this port and the next 2")
     parser.add_argument("--summary", type=Path, help=argparse.SUPPRESS)  # a child's figures
     args = parser.parse_args()
@@ -656,7 +657,7 @@ def main() -> None:
         flush=True,
     )
     ours = []
-    for minutes in args.sync_minutes:
+    for minutes in [] if args.only_baseline else args.sync_minutes:
         with tempfile.NamedTemporaryFile(suffix=".json") as summary:
             child = [a for a in sys.argv[1:] if a != "--skip-baseline"]
             command = [sys.executable, __file__, *child, "--sync-minutes", str(minutes)]
