@@ -340,7 +340,7 @@ def profile_by_package(profile: cProfile.Profile) -> Counter[str]:
         path = Path(filename)
         if "site-packages" in path.parts:
             package = path.parts[path.parts.index("site-packages") + 1].split(".")[0]
-        elif ROOT in path.parents:
+        elif ROOT in path.parents and ".venv" not in path.parts:
             package = "ours: " + path.relative_to(ROOT).parts[0]
         elif filename.startswith("~") or filename.startswith("<"):
             package = "builtins"
@@ -350,13 +350,16 @@ def profile_by_package(profile: cProfile.Profile) -> Counter[str]:
     return out
 
 
-def our_functions(profile: cProfile.Profile, top: int = 15) -> list[tuple[str, float]]:
+def our_functions(profile: cProfile.Profile, top: int = 25) -> list[tuple[str, float]]:
     """Our functions by cumulative CPU seconds (they and their callees), largest first."""
     stats = pstats.Stats(profile)
     out = []
     for (filename, line, name), (_, _, _, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
         path = Path(filename)
-        if ROOT in path.parents and "benchmarks" not in path.parts:
+        ours = ROOT in path.parents and not {"benchmarks", ".venv", "site-packages"} & set(
+            path.parts
+        )
+        if ours:
             out.append((f"{path.relative_to(ROOT)}:{line} {name}", cumtime))
     return sorted(out, key=lambda entry: -entry[1])[:top]
 
@@ -511,7 +514,9 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
         for package, seconds in spent.most_common():
             if seconds / n >= 0.005:
                 print(f"    {package:<32} {seconds / n * 1000:6.0f} ms per closing")
-        print("  our functions by cumulative main-thread CPU (callees included, so they overlap):")
+        dump = work / "coordinator.prof"
+        profile.dump_stats(dump)  # for pstats / snakeviz
+        print(f"  our functions by cumulative main-thread CPU (callees included; all in {dump}):")
         for where, seconds in our_functions(profile):
             print(f"    {seconds / n * 1000:6.0f} ms per closing  {where}")
     for key, text, goal in (
