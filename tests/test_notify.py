@@ -251,11 +251,11 @@ def _stored(closing: ClosingRequest) -> uuid.UUID:
 def _tell(
     closing: ClosingRequest, milestone: Milestone, urls: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> list[Audience]:
-    """Tell `milestone` about a stored `closing` through the notification task, as a flow does."""
+    """Tell `milestone` about a stored `closing` through the notification step, as a flow does."""
     monkeypatch.setenv("PRECLOSE_NOTIFY_URLS", json.dumps(urls))
     get_settings.cache_clear()
     closing_id = _stored(closing)
-    return notify_milestone.fn(closing_id, milestone, _facts(), topic="test")
+    return notify_milestone(closing_id, milestone, _facts(), topic="test")
 
 
 def test_tags_route_by_audience_and_channel(
