@@ -517,8 +517,8 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
         dump = work / "coordinator.prof"
         profile.dump_stats(dump)  # for pstats / snakeviz
         print(f"  our functions by cumulative main-thread CPU (callees included; all in {dump}):")
-        for where, seconds in our_functions(profile):
-            print(f"    {seconds / n * 1000:6.0f} ms per closing  {where}")
+        for where, cumulative in our_functions(profile):
+            print(f"    {cumulative / n * 1000:6.0f} ms per closing  {where}")
     for key, text, goal in (
         ("on_time", "essential services live by the day needed", "goal >= 98%"),
         ("early", "services live before possession or > 1 day before their start", "goal 0"),
