@@ -194,7 +194,7 @@ def window_figures(
     from sqlmodel import col, select
 
     from models.tables import Closing, OrderItem, PlanLineRow
-    from preclose.app.runtime import db_session
+    from preclose.runtime import db_session
 
     on_time = essential = early = live_lines = insured = 0
     with db_session() as session:
@@ -277,7 +277,7 @@ def api_call_times() -> list[float]:
     from sqlmodel import col, select
 
     from models.tables import ApiCall
-    from preclose.app.runtime import db_session
+    from preclose.runtime import db_session
 
     with db_session() as session:
         return sorted(row.timestamp() for row in session.exec(select(col(ApiCall.at))).all())
@@ -534,10 +534,10 @@ def run_baseline(closings: list[Any], url: str, days: int) -> dict[str, Any]:
     """The naive pattern and the docs' advice: orders placed for real, reads counted."""
     from offergrid import OffergridClient
     from offergrid_sandbox.config import RESELLER_KEY
-    from preclose.app.runtime import policy
     from preclose.rules.placing import order_request
     from preclose.rules.recommend import recommend
     from preclose.rules.timing import plan_closing
+    from preclose.runtime import policy
 
     rules = policy()
     due: dict[date, list[tuple[Any, str]]] = {}

@@ -74,7 +74,7 @@ def _moved_by_webhooks(since: datetime) -> set[str]:
     from sqlmodel import col, select
 
     from models.tables import WebhookEvent
-    from preclose.app.runtime import db_session
+    from preclose.runtime import db_session
     from preclose.storage import repository
 
     with db_session() as session:
@@ -175,9 +175,9 @@ def report(
     from sqlmodel import col, func, select
 
     from models.tables import Closing, ClosingStatus, OrderItem, WebhookEvent
-    from preclose.app.runtime import db_session
     from preclose.rules.lifecycle import describe
     from preclose.rules.placing import INTENT_KEY
+    from preclose.runtime import db_session
     from preclose.storage import repository
 
     print(f"\nflow runs by final state ({sum(states.values())}):")

@@ -124,8 +124,8 @@ def main() -> None:
 
         from preclose.app.api.app import create_api
         from preclose.app.api.auth import issue_api_key
-        from preclose.app.runtime import db_session
         from preclose.app.serve import prefect_server, threaded_app
+        from preclose.runtime import db_session
         from preclose.settings import get_settings
 
         settings = get_settings()

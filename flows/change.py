@@ -13,7 +13,6 @@ from flows.runs import tag_this_run
 from models.change import ChangeOutcome, ChangeSummary, ClosingChange, ServiceConsequence
 from models.tables import ClosingStatus
 from offergrid.models import Order
-from preclose.app.runtime import db_session
 from preclose.names import as_of_or_now, closing_tag
 from preclose.rules import lifecycle
 from preclose.rules.lifecycle import ChangeRoute
@@ -28,6 +27,7 @@ from preclose.rules.replanning import (
     service_name,
     stale_contact_fields,
 )
+from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.storage.repository import StaleClosingError
 from preclose.wording.notify import Milestone, MilestoneFacts, consequence_words

@@ -13,10 +13,10 @@ from models.closing import ClosingRequest
 from models.plan import Plan
 from models.summary import ClosingSummary, LineSummary
 from models.tables import ClosingStatus, PlanLineState
-from preclose.app.runtime import db_session
 from preclose.names import as_of_or_now, closing_tag
 from preclose.rules import lifecycle
 from preclose.rules.lifecycle import NothingOrderable, TransitionRefused
+from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.storage.repository import StaleClosingError
 from preclose.wording.notify import Milestone, MilestoneFacts

@@ -10,9 +10,9 @@ from prefect import flow, get_run_logger
 
 from flows.runs import follow_up_run_name, tag_this_run
 from models.summary import FollowUpSummary
-from preclose.app.runtime import db_session
 from preclose.names import as_of_or_now, closing_tag
 from preclose.rules.tracking import RiskFinding
+from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.wording.notify import Milestone, MilestoneFacts
 from tasks.artifacts import publish

@@ -10,8 +10,8 @@ from prefect.states import Completed
 
 from flows.runs import place_run_name, tag_this_run
 from models.summary import PlacementSummary
-from preclose.app.runtime import db_session
 from preclose.names import as_of_or_now, closing_tag
+from preclose.runtime import db_session
 from preclose.storage import repository
 from tasks.orders import place_order, prepare_placements
 

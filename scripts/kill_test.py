@@ -87,7 +87,7 @@ def closing_statuses() -> Counter[str]:
     from sqlmodel import select
 
     from models.tables import Closing
-    from preclose.app.runtime import db_session
+    from preclose.runtime import db_session
 
     with db_session() as session:
         return Counter(str(c.status) for c in session.exec(select(Closing)).all())
@@ -98,7 +98,7 @@ def unfinished_requests() -> int:
     from sqlmodel import col, func, select
 
     from models.tables import CrmRequest
-    from preclose.app.runtime import db_session
+    from preclose.runtime import db_session
 
     with db_session() as session:
         return int(
@@ -111,7 +111,7 @@ def restarted_runs() -> int:
     from sqlmodel import func, select
 
     from models.tables import CrmRequest
-    from preclose.app.runtime import db_session
+    from preclose.runtime import db_session
 
     with db_session() as session:
         return int(session.exec(select(func.sum(CrmRequest.attempt - 1))).one() or 0)
@@ -140,8 +140,8 @@ def order_figures(sandbox: Any, today: Any) -> dict[str, int]:
     from sqlmodel import select
 
     from models.tables import Closing, OrderItem, PlanLineRow
-    from preclose.app.runtime import db_session
     from preclose.rules.placing import CLOSING_REF_KEY, INTENT_KEY
+    from preclose.runtime import db_session
 
     with db_session() as session:
         lines = session.exec(select(PlanLineRow)).all()
@@ -200,8 +200,8 @@ def main() -> int:
         home, offergrid = scratch.home, scratch.offergrid
         from preclose.app.api import create_api
         from preclose.app.api.auth import issue_api_key
-        from preclose.app.runtime import db_session
         from preclose.app.serve import threaded_app
+        from preclose.runtime import db_session
         from preclose.settings import get_settings
 
         app = create_api(get_settings())

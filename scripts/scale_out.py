@@ -353,8 +353,8 @@ def order_figures(offergrid: LocalOffergrid) -> tuple[int, int, int, int]:
     from sqlmodel import select
 
     from models.tables import OrderItem
-    from preclose.app.runtime import db_session
     from preclose.rules.placing import CLOSING_REF_KEY
+    from preclose.runtime import db_session
 
     with db_session() as session:
         items = session.exec(select(OrderItem).where(OrderItem.offergrid_item_id != None)).all()  # noqa: E711

@@ -12,8 +12,8 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from models.tables import ClosingStatus
-from preclose.app.runtime import db_session
 from preclose.rules.lifecycle import describe
+from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.storage.integration_health import health_markdown, integration_health
 from preclose.wording.reports import closing_report

@@ -9,7 +9,7 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from offergrid.models import Offer
-from preclose.app.runtime import endpoint_fingerprint, offergrid_client
+from preclose.runtime import endpoint_fingerprint, offergrid_client
 from preclose.settings import get_settings
 from tasks.policies import OFFERGRID_TASK_OPTIONS
 

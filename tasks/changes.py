@@ -16,11 +16,11 @@ from models.closing import ClosingInputError, ClosingRequest, check_closing_date
 from models.tables import ClosingStatus, Placement, PlacementState, StatusSource
 from offergrid.errors import NotCancellableError
 from offergrid.models import Order
-from preclose.app.runtime import db_session, offergrid_client
 from preclose.rules import lifecycle
 from preclose.rules.lifecycle import Event, TransitionRefused
 from preclose.rules.placing import INTENT_KEY, closing_orders
 from preclose.rules.tracking import updates_from_orders
+from preclose.runtime import db_session, offergrid_client
 from preclose.storage import repository
 from tasks.orders import PLACEMENT_LEASE, record_placed
 from tasks.policies import OFFERGRID_TASK_OPTIONS

@@ -9,7 +9,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from models.closing import ClosingRequest, check_closing_dates
-from preclose.app.runtime import db_session
+from preclose.runtime import db_session
 from preclose.storage import repository
 
 

@@ -13,8 +13,8 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from models.tables import ClosingStatus
-from preclose.app.runtime import db_session
 from preclose.rules.lifecycle import Event, TransitionRefused
+from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.wording.notify import Milestone, MilestoneFacts, NotificationContext
 from tasks.notifications import deliver_once

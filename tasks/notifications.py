@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 from models.closing import ClosingRequest, ContactChannel
 from models.tables import Audience, Notification
-from preclose.app.runtime import db_session
 from preclose.rules.pagelinks import page_url
+from preclose.runtime import db_session
 from preclose.settings import get_settings
 from preclose.storage import repository
 from preclose.wording.notify import (

@@ -13,9 +13,9 @@ from prefect.context import TaskRunContext
 
 from models.tables import StatusSource
 from offergrid.models import Order
-from preclose.app.runtime import db_session, endpoint_fingerprint, offergrid_client, policy
 from preclose.rules.order_placement import Claim, send_placement
 from preclose.rules.tracking import updates_from_orders
+from preclose.runtime import db_session, endpoint_fingerprint, offergrid_client, policy
 from preclose.storage import repository
 from tasks.policies import OFFERGRID_TASK_OPTIONS
 from tasks.self_serve import record_buyer_customer

@@ -10,9 +10,9 @@ from prefect.cache_policies import NONE
 
 from models.plan import Plan
 from offergrid.models import Offer
-from preclose.app.runtime import db_session, policy
 from preclose.rules.recommend import recommend_detailed
 from preclose.rules.timing import plan_closing
+from preclose.runtime import db_session, policy
 from preclose.storage import repository
 from tasks.closings import load_closing
 

@@ -14,7 +14,6 @@ from prefect.cache_policies import NONE
 from models.plan import CategoryPick, Importance, Plan
 from models.tables import ClosingStatus, OrderItem, PlanLineRow, PlanLineState
 from offergrid.models import Category, Order
-from preclose.app.runtime import db_session, policy
 from preclose.rules import lifecycle
 from preclose.rules.replanning import (
     Decision,
@@ -26,6 +25,7 @@ from preclose.rules.replanning import (
 )
 from preclose.rules.replanning import decide_new_dates as decide_replan
 from preclose.rules.timing import plan_closing
+from preclose.runtime import db_session, policy
 from preclose.settings import get_settings
 from preclose.storage import repository
 from preclose.wording.notify import Milestone, MilestoneFacts

@@ -36,7 +36,6 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Scheduled
 
 from models.tables import PlanLineRow, PlanLineState
-from preclose.app.runtime import db_session
 from preclose.names import PLACE_DUE, as_of_or_now, closing_tag
 from preclose.rules.placement_runs import (
     PlacementRun,
@@ -45,6 +44,7 @@ from preclose.rules.placement_runs import (
     schedule_changes,
     wanted_runs,
 )
+from preclose.runtime import db_session
 from preclose.storage import repository
 
 __all__ = ["cancel_closing_schedule", "sync_closing_schedule"]

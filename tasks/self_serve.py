@@ -27,7 +27,7 @@ from offergrid.models.directory import (
     UpdateCustomerRequest,
     UpdateLinkRequest,
 )
-from preclose.app.runtime import db_session, offergrid_client
+from preclose.runtime import db_session, offergrid_client
 from preclose.storage import repository
 from preclose.storage.repository import self_serve as store
 from tasks.policies import OFFERGRID_TASK_OPTIONS

@@ -19,9 +19,9 @@ from models.tables import (
     ClosingStatus,
     StatusSource,
 )
-from preclose.app.runtime import db_session, offergrid_client
 from preclose.rules import lifecycle
 from preclose.rules.tracking import HeldItem, ItemUpdate, RiskFinding, milestone_for
+from preclose.runtime import db_session, offergrid_client
 from preclose.storage import repository
 from preclose.wording.notify import Milestone
 from tasks.notifications import told_key

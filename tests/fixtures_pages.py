@@ -22,12 +22,12 @@ from offergrid.models import Offer
 from offergrid_sandbox.catalog import seed_catalog
 from preclose.app.api import create_api
 from preclose.app.api.auth import issue_api_key
-from preclose.app.runtime import db_session
 from preclose.rules.lifecycle import Event
 from preclose.rules.pagelinks import page_url
 from preclose.rules.policy import load_policy
 from preclose.rules.recommend import recommend
 from preclose.rules.timing import plan_closing
+from preclose.runtime import db_session
 from preclose.settings import Settings
 from preclose.storage import repository
 from preclose.storage.db import dispose_engines

@@ -22,9 +22,9 @@ from models.tables import ClosingStatus, CrmRequest
 from preclose.app.api import create_api
 from preclose.app.api.app import MAX_BODY_BYTES
 from preclose.app.api.auth import issue_api_key
-from preclose.app.runtime import db_session
 from preclose.names import CHANGE, COORDINATE
 from preclose.rules.lifecycle import Event
+from preclose.runtime import db_session
 from preclose.settings import Settings
 from preclose.storage import repository
 from preclose.storage.db import dispose_engines

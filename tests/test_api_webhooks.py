@@ -37,7 +37,6 @@ from offergrid_sandbox.webhooks import WebhookDispatcher
 from preclose.app.api import create_api
 from preclose.app.api.app import MAX_BODY_BYTES
 from preclose.app.api.auth import issue_api_key
-from preclose.app.runtime import db_session
 from preclose.app.samples import sample_closings
 from preclose.names import (
     CLOSING_RESOURCE_PREFIX,
@@ -45,6 +44,7 @@ from preclose.names import (
     CRM_ID_LABEL,
     STATUS_CHANGED_EVENT,
 )
+from preclose.runtime import db_session
 from preclose.settings import get_settings
 from preclose.storage import repository
 from preclose.storage.db import dispose_engines

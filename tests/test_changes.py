@@ -42,8 +42,8 @@ from offergrid import OffergridClient
 from offergrid_sandbox.config import PROVIDER_KEY, SimulationConfig
 from offergrid_sandbox.server import SandboxServer
 from preclose.app.api.webhooks import handle_delivery
-from preclose.app.runtime import db_session
 from preclose.app.samples import sample_closings
+from preclose.runtime import db_session
 from preclose.settings import get_settings
 from preclose.storage import repository
 from tasks.orders import place_order, prepare_placements

@@ -20,9 +20,9 @@ from models.change import ClosingChange, ContactChange
 from models.closing import ClosingInputError, ClosingRequest
 from models.tables import CrmRequest, CrmRequestKind
 from preclose.app import crm
-from preclose.app.runtime import db_session
 from preclose.names import CHANGE, COORDINATE
 from preclose.rules.lifecycle import Event
+from preclose.runtime import db_session
 from preclose.settings import get_settings
 from preclose.storage import repository
 from preclose.storage.db import dispose_engines

@@ -26,8 +26,8 @@ from offergrid_sandbox.config import (
     FaultConfig,
 )
 from offergrid_sandbox.server import SandboxServer
-from preclose.app.runtime import db_session
 from preclose.app.samples import sample_closings
+from preclose.runtime import db_session
 from tasks.artifacts import artifact_key
 from tests.fixtures_flows import preclose_on_local_offergrid
 

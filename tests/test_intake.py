@@ -31,9 +31,9 @@ from offergrid_sandbox.server import SandboxServer
 from preclose.app import crm
 from preclose.app.api import create_api
 from preclose.app.api.auth import issue_api_key
-from preclose.app.runtime import db_session
 from preclose.app.samples import sample_closings
 from preclose.names import CHANGE, COORDINATE
+from preclose.runtime import db_session
 from preclose.settings import get_settings
 from preclose.storage import repository
 from tests.fixtures_flows import preclose_on_local_offergrid

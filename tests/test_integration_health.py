@@ -14,7 +14,7 @@ from offergrid.errors import OffergridError
 from offergrid_sandbox.app import create_app
 from offergrid_sandbox.config import RESELLER_KEY, SandboxConfig
 from preclose.app.cli import health as health_command
-from preclose.app.runtime import _recorder, db_session
+from preclose.runtime import _recorder, db_session
 from preclose.settings import get_settings
 from preclose.storage.integration_health import integration_health
 from tests.fixtures_pages import NOW, StoredClosing

@@ -29,9 +29,9 @@ from models.tables import Closing, ClosingStatus, OrderItem, PlanLineRow, Status
 from offergrid_sandbox.config import PROVIDER_KEY
 from offergrid_sandbox.server import SandboxServer
 from preclose.app import crm
-from preclose.app.runtime import db_session
 from preclose.app.samples import sample_closings
 from preclose.names import CHANGE, COORDINATE
+from preclose.runtime import db_session
 from preclose.storage import repository
 from tests.fixtures_flows import preclose_on_local_offergrid
 from tests.test_intake import _execute

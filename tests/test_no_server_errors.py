@@ -29,8 +29,8 @@ from offergrid_sandbox.app import create_app
 from offergrid_sandbox.config import HYBRID_KEY, SandboxConfig
 from preclose.app.api import create_api
 from preclose.app.api.auth import issue_api_key
-from preclose.app.runtime import db_session
 from preclose.names import CHANGE, COORDINATE
+from preclose.runtime import db_session
 from preclose.settings import Settings
 from preclose.storage.db import dispose_engines
 from tests.fixtures_db import BACKENDS, PostgresUnreachable, postgres_unavailable

@@ -17,7 +17,7 @@ import jinja2
 import pytest
 
 from models.closing import ClosingRequest, ContactChannel
-from preclose.app.runtime import db_session
+from preclose.runtime import db_session
 from preclose.settings import get_settings
 from preclose.storage import repository
 from preclose.storage.db import dispose_engines

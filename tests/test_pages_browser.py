@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from models.tables import Audience
-from preclose.app.runtime import db_session
+from preclose.runtime import db_session
 from preclose.storage import repository
 from tests.browser import ROOT, axe_source, browser
 from tests.fixtures_pages import ACCOUNT, NOTE, RISK, SELF_SERVE_OFFER, StoredClosing, store_closing

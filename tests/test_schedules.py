@@ -22,7 +22,6 @@ from sqlmodel import select
 
 from deployments.build import build_deployment, deployment_specs
 from models.tables import PlanLineRow, PlanLineState
-from preclose.app.runtime import db_session
 from preclose.app.samples import sample_closings
 from preclose.names import PLACE_DUE
 from preclose.rules.lifecycle import Event
@@ -34,6 +33,7 @@ from preclose.rules.placement_runs import (
     schedule_changes,
     wanted_runs,
 )
+from preclose.runtime import db_session
 from preclose.settings import get_settings
 from preclose.storage import repository
 from preclose.storage.db import dispose_engines

@@ -24,8 +24,8 @@ from models.closing import ClosingRequest
 from offergrid_sandbox.config import RESELLER_KEY
 from offergrid_sandbox.server import SandboxServer
 from preclose.app.api import create_api
-from preclose.app.runtime import db_session
 from preclose.app.samples import sample_closings
+from preclose.runtime import db_session
 from preclose.settings import get_settings
 from preclose.storage import repository
 from tests.fixtures_flows import preclose_on_local_offergrid

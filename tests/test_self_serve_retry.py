@@ -15,7 +15,7 @@ from offergrid import OffergridClient
 from offergrid.models.directory import CreateCustomerRequest, CreateLinkRequest
 from offergrid_sandbox.config import RESELLER_KEY
 from offergrid_sandbox.server import SandboxServer
-from preclose.app.runtime import db_session
+from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.storage.repository import self_serve as store
 from tasks.self_serve import _address, open_buyer_link, record_buyer_customer

@@ -76,7 +76,7 @@ def health(
 
     from rich.console import Console
 
-    from preclose.app.runtime import db_session
+    from preclose.runtime import db_session
     from preclose.settings import SettingsError
     from preclose.storage.integration_health import health_table, integration_health
 
@@ -110,8 +110,8 @@ def page_link(
     from rich.console import Console
 
     from models.tables import Audience
-    from preclose.app.runtime import db_session
     from preclose.rules.pagelinks import page_url
+    from preclose.runtime import db_session
     from preclose.settings import get_settings
     from preclose.storage import repository
 
@@ -217,7 +217,7 @@ def api_key_create(
     from rich.console import Console
 
     from preclose.app.api.auth import issue_api_key
-    from preclose.app.runtime import db_session
+    from preclose.runtime import db_session
 
     console = Console(highlight=False)
     _database_ready()
@@ -239,7 +239,7 @@ def api_key_list() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from preclose.app.runtime import db_session
+    from preclose.runtime import db_session
     from preclose.storage import repository
 
     _database_ready()
@@ -262,7 +262,7 @@ def api_key_revoke(name: Annotated[str, Parameter(help="the key's name")], /) ->
     """Revoke a key: its holder gets 401 from then on."""
     from rich.console import Console
 
-    from preclose.app.runtime import db_session
+    from preclose.runtime import db_session
     from preclose.storage import repository
 
     console = Console(highlight=False)

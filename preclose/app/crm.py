@@ -23,10 +23,10 @@ from typing import Any
 from models.change import ClosingChange
 from models.closing import ClosingRequest, check_closing_dates
 from models.tables import Closing, ClosingStatus, CrmRequest, CrmRequestKind
-from preclose.app.runtime import db_session
 from preclose.names import CHANGE, COORDINATE, closing_tag
 from preclose.rules import lifecycle
 from preclose.rules.lifecycle import Event, TransitionRefused
+from preclose.runtime import db_session
 from preclose.settings import Settings
 from preclose.storage import repository
 

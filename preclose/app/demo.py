@@ -119,8 +119,8 @@ def _drive(sandbox: Sandbox, *, closings: int, console: Console) -> tuple[int, i
     from flows.place import place_due_orders
     from flows.sync import sync_orders
     from models.tables import ClosingStatus
-    from preclose.app.runtime import db_session
     from preclose.app.samples import sample_closings
+    from preclose.runtime import db_session
     from preclose.storage import repository
     from preclose.wording.reports import closing_report, report_table
 
@@ -166,7 +166,7 @@ def _drive(sandbox: Sandbox, *, closings: int, console: Console) -> tuple[int, i
 
 
 def _anything_due(as_of: datetime) -> bool:
-    from preclose.app.runtime import db_session
+    from preclose.runtime import db_session
     from preclose.storage import repository
 
     # A cheap look before starting a flow run: the flow itself decides in each closing's zone.

@@ -283,7 +283,7 @@ def preflight(settings: Settings, options: ServeOptions) -> None:
         check_port,
         check_webhook_secret,
     )
-    from preclose.app.runtime import offergrid_endpoint
+    from preclose.runtime import offergrid_endpoint
 
     check_port(options.api_port, "--api-port")
     check_port(options.prefect_port, "--prefect-port")

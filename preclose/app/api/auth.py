@@ -17,7 +17,7 @@ from fastapi.security import APIKeyHeader
 from sqlmodel import Session
 
 from models.tables import ApiKey
-from preclose.app.runtime import db_session
+from preclose.runtime import db_session
 from preclose.storage import repository
 
 __all__ = [

@@ -34,8 +34,8 @@ from preclose.app.api.schemas import (
     TimelineView,
     ValidationErrorBody,
 )
-from preclose.app.runtime import db_session
 from preclose.rules.lifecycle import TransitionRefused
+from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.wording.reports import closing_report
 

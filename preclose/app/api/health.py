@@ -14,7 +14,7 @@ from sqlalchemy import text
 from preclose.app.api.auth import Reader
 from preclose.app.api.schemas import ProcessingTimes, WebhookHealth
 from preclose.app.api.webhooks import TIMED_OUTCOMES, Outcome
-from preclose.app.runtime import db_session
+from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.storage.integration_health import IntegrationHealth, integration_health
 

@@ -21,13 +21,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from models.tables import ApiKey, Audience
 from preclose.app.api.auth import API_KEY_HEADER, Scope, hash_api_key
-from preclose.app.runtime import db_session
 from preclose.rules.pagelinks import (
     PageLinkError,
     page_link_secret,
     page_url,
     verify_page_token,
 )
+from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.wording.closing_page import build_closing_page, build_portfolio
 

@@ -31,8 +31,8 @@ from offergrid.errors import InvalidSignatureError, StaleTimestampError, Webhook
 from offergrid.models.webhooks import UnknownEvent, parse_webhook_event
 from offergrid.models.webhooks import WebhookEvent as WireEvent
 from offergrid.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_webhook
-from preclose.app.runtime import db_session
 from preclose.names import STATUS_CHANGED_EVENT, closing_resource
+from preclose.runtime import db_session
 from preclose.settings import Settings
 from preclose.storage import repository
 

@@ -1,4 +1,4 @@
-"""Factories tasks use to open their own resources: Offergrid client, database, policy."""
+"""Factories tasks and flows use to open their own resources: Offergrid client, database, policy."""
 
 from __future__ import annotations
 
