@@ -12,12 +12,10 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from models.change import ClosingChange
-from models.closing import ClosingInputError, ClosingRequest, check_closing_dates
-from models.tables import ClosingStatus, Placement, PlacementState, StatusSource
+from models.tables import Placement, PlacementState, StatusSource
 from offergrid.errors import NotCancellableError
 from offergrid.models import Order
-from preclose.rules import lifecycle
-from preclose.rules.lifecycle import Event, TransitionRefused
+from preclose.rules.changes import StoredChange
 from preclose.rules.placing import INTENT_KEY, closing_orders
 from preclose.rules.tracking import updates_from_orders
 from preclose.runtime import db_session, offergrid_client
@@ -32,54 +30,6 @@ logger = logging.getLogger(__name__)
 _POLL_SECONDS = 0.05
 
 
-@dataclass(frozen=True)
-class StoredChange:
-    """A change as stored: the closing, its request before and after, and what changed in words."""
-
-    closing_id: uuid.UUID
-    before: ClosingRequest
-    after: ClosingRequest
-    status: ClosingStatus
-    version: int
-    changed: list[str] = field(default_factory=list)
-
-    @property
-    def dates_moved(self) -> bool:
-        """Whether the closing or the effective move-in date is different now."""
-        return (
-            self.before.closing_date != self.after.closing_date
-            or self.before.effective_move_in != self.after.effective_move_in
-        )
-
-    @property
-    def address_corrected(self) -> bool:
-        """Whether the property's address is different now."""
-        return self.before.property.address != self.after.property.address
-
-    @property
-    def contact_corrected(self) -> bool:
-        """Whether the buyer's email or phone is different now."""
-        old, new = self.before.buyer, self.after.buyer
-        return (old.email, old.phone) != (new.email, new.phone)
-
-
-def _what_changed(before: ClosingRequest, after: ClosingRequest) -> list[str]:
-    """The change in words for a summary: dates shown, personal details only named."""
-    changed: list[str] = []
-    if before.closing_date != after.closing_date:
-        changed.append(f"closing date {before.closing_date} -> {after.closing_date}")
-    if before.effective_move_in != after.effective_move_in:
-        changed.append(f"move-in date {before.effective_move_in} -> {after.effective_move_in}")
-    if before.buyer.email != after.buyer.email:
-        changed.append("buyer email")
-    if before.buyer.phone != after.buyer.phone:
-        changed.append("buyer phone")
-    old, new = before.property.address, after.property.address
-    if old != new:
-        changed.append(f"address ({old.city} {old.zip_code} -> {new.city} {new.zip_code})")
-    return changed
-
-
 @task(name="store change", cache_policy=NONE)
 def store_change(crm_closing_id: str, change: ClosingChange, as_of: datetime) -> StoredChange:
     """Check a change against the stored closing and store it; bad input names its field.
@@ -91,43 +41,9 @@ def store_change(crm_closing_id: str, change: ClosingChange, as_of: datetime) ->
     fall-through changes nothing.
     """
     with db_session() as session:
-        row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_closing_id)
-        if row is None:
-            raise ClosingInputError("crm_closing_id", f"no closing {crm_closing_id!r} is known")
-        closing_id, status, version = row.id, ClosingStatus(row.status), row.version
-        before = row.closing_request()
-    if change.fell_through and status == ClosingStatus.fell_through:
-        return StoredChange(closing_id, before, before, status, version)
-    try:
-        lifecycle.may_change(crm_closing_id, status, fell_through=change.fell_through)
-    except TransitionRefused as refused:
-        raise ClosingInputError("crm_closing_id", str(refused).split(": ", 1)[1]) from None
-    if change.fell_through:
-        with db_session() as session:
-            ended = repository.transition_closing(
-                session=session, closing_id=closing_id, event=Event.fall_through
-            )
-            version = ended.version
-        return StoredChange(
-            closing_id, before, before, ClosingStatus.fell_through, version, ["fell through"]
+        return repository.store_closing_change(
+            session=session, crm_closing_id=crm_closing_id, change=change, as_of=as_of
         )
-
-    after = change.applied_to(before)
-    if change.moves_dates:
-        check_closing_dates(after, as_of=as_of)
-    with db_session() as session:
-        if after.property.address != before.property.address:
-            stored = repository.correct_address(
-                session=session, closing_id=closing_id, closing_in=after
-            )
-        else:
-            updated = repository.update_closing_request(
-                session=session, closing_id=closing_id, closing_in=after, expected_version=version
-            )
-            assert updated is not None  # read above; closings are never deleted
-            stored = updated
-        version = stored.version
-    return StoredChange(closing_id, before, after, status, version, _what_changed(before, after))
 
 
 @task(name="settle placements", cache_policy=NONE)

@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from models.tables import ClosingStatus
-from preclose.rules.lifecycle import Event, TransitionRefused
+from preclose.rules.lifecycle import TransitionRefused, attention_topic
 from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.wording.notify import Milestone, MilestoneFacts, NotificationContext
@@ -84,25 +84,19 @@ def mark_needs_attention(
 ) -> bool:
     """Set the closing to needs attention with `reason`, tell the agent once, and finish the
     request; False when the closing is past failing (fell through or fulfilled)."""
-    with db_session() as session:
-        try:
-            row = repository.transition_closing(
-                session=session, closing_id=closing_id, event=Event.fail, reason=reason
+    try:
+        with db_session() as session:
+            marked = repository.mark_needs_attention(
+                session=session, closing_id=closing_id, reason=reason
             )
-        except TransitionRefused as refused:
-            logger.info("Not marked for attention: %s", refused)
-            finish_request(request_id, f"not marked for attention: {refused.current.value}")
-            return False
-        closing = row.closing_request()
-        since = row.attention_at
-    context = NotificationContext.from_closing(closing, MilestoneFacts(reason=reason))
+    except TransitionRefused as refused:
+        logger.info("Not marked for attention: %s", refused)
+        finish_request(request_id, f"not marked for attention: {refused.current.value}")
+        return False
+    context = NotificationContext.from_closing(marked.closing, MilestoneFacts(reason=reason))
+    topic = attention_topic(marked.since, reason)
     deliver_once(
-        closing_id,
-        closing,
-        Milestone.needs_attention,
-        context,
-        topic=f"attention:{since.isoformat() if since else reason}",
-        agent_only=True,
+        closing_id, marked.closing, Milestone.needs_attention, context, topic=topic, agent_only=True
     )
     finish_request(request_id, "needs attention")
     logger.warning("The closing needs attention: %s", reason)

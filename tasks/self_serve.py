@@ -19,14 +19,13 @@ from prefect.cache_policies import NONE
 
 from models.closing import ClosingRequest
 from offergrid.errors import OffergridError
-from offergrid.models import Order, ServiceAddress
+from offergrid.models import Order
 from offergrid.models.directory import (
     CreateCustomerRequest,
-    CreateLinkRequest,
-    Link,
     UpdateCustomerRequest,
     UpdateLinkRequest,
 )
+from preclose.rules.self_serve import find_link, new_link_request
 from preclose.runtime import db_session, offergrid_client
 from preclose.storage import repository
 from preclose.storage.repository import self_serve as store
@@ -40,39 +39,12 @@ SELF_SERVE_CATEGORIES = ("television", "security", "other")
 LINK_ONLY_READ_MINUTES = 60
 
 
-def _address(closing: ClosingRequest) -> ServiceAddress:
-    address = closing.property.address
-    street = f"{address.street}, {address.unit}" if address.unit else address.street
-    return ServiceAddress(
-        street=street,
-        city=address.city,
-        state=address.state,
-        zip_code=address.zip_code,
-        country=address.country,
-    )
-
-
 def _load(closing_id: uuid.UUID) -> ClosingRequest:
     with db_session() as session:
         row = repository.get_closing(session=session, closing_id=closing_id)
     if row is None:
         raise LookupError(f"closing_id: no closing {closing_id}")
     return row.closing_request()
-
-
-def _find_link(links: Iterable[Link], closing: ClosingRequest) -> Link | None:
-    """Our link for this closing among Offergrid's: same street, ZIP and property name."""
-    street = _address(closing).street
-    for link in links:
-        address = link.address
-        if (
-            address is not None
-            and address.street == street
-            and address.zip_code == closing.property.address.zip_code
-            and link.property_name == closing.crm_closing_id
-        ):
-            return link
-    return None
 
 
 @task(name="open buyer link", cache_policy=NONE, **OFFERGRID_TASK_OPTIONS)
@@ -84,15 +56,8 @@ def open_buyer_link(closing_id: uuid.UUID) -> str | None:
     if row.offergrid_link_id is not None:
         return row.url
     with offergrid_client() as client:
-        found = None if new else _find_link(client.list_links(), closing)
-        link = found or client.create_link(
-            CreateLinkRequest(
-                address=_address(closing),
-                # Offergrid shows it on the link page; our ID lets a retry recognise the link.
-                property_name=closing.crm_closing_id,
-                move_in_date=closing.effective_move_in,
-            )
-        )
+        found = None if new else find_link(client.list_links(), closing)
+        link = found or client.create_link(new_link_request(closing))
     with db_session() as session:
         stored = store.set_buyer_link(
             session=session,

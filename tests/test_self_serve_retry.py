@@ -15,10 +15,11 @@ from offergrid import OffergridClient
 from offergrid.models.directory import CreateCustomerRequest, CreateLinkRequest
 from offergrid_sandbox.config import RESELLER_KEY
 from offergrid_sandbox.server import SandboxServer
+from preclose.rules.self_serve import link_address
 from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.storage.repository import self_serve as store
-from tasks.self_serve import _address, open_buyer_link, record_buyer_customer
+from tasks.self_serve import open_buyer_link, record_buyer_customer
 from tests.fixtures_flows import preclose_on_local_offergrid
 from tests.fixtures_planning import closing_data
 
@@ -80,7 +81,7 @@ def test_link_made_before_a_lost_answer_is_adopted(offergrid: SandboxServer) -> 
     with OffergridClient(RESELLER_KEY, base_url=offergrid.url) as client:
         lost = client.create_link(
             CreateLinkRequest(
-                address=_address(closing),
+                address=link_address(closing),
                 property_name=closing.crm_closing_id,
                 move_in_date=closing.effective_move_in,
             )

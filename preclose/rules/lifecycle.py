@@ -279,6 +279,11 @@ def attention_reason(error: BaseException) -> str | None:
     return None
 
 
+def attention_topic(since: datetime | None, reason: str) -> str:
+    """The agent's message topic for one spell of needs attention: each new spell is told once."""
+    return f"attention:{since.isoformat() if since else reason}"
+
+
 class NothingOrderable(RuntimeError):
     """No service of the closing's plan can be ordered at its address."""
 

@@ -23,14 +23,17 @@ from preclose.storage.repository.changes import (
     retime_lines,
     settle_closing_placements,
     start_next_attempt,
+    store_closing_change,
     withdraw_placement,
 )
 from preclose.storage.repository.closings import (
+    Attention,
     advance_closing,
     create_or_get_closing,
     get_closing,
     get_closing_by_crm_id,
     list_closings,
+    mark_needs_attention,
     transition_closing,
     update_closing_request,
 )
@@ -116,6 +119,7 @@ from preclose.storage.repository.plans import (
 __all__ = [
     "LIVE_CLOSING_STATUSES",
     "TERMINAL_ITEM_STATUSES",
+    "Attention",
     "NextAttempt",
     "PlacedItem",
     "PlacementConflictError",
@@ -148,6 +152,7 @@ __all__ = [
     "list_placement_items",
     "list_placements",
     "list_plan_lines",
+    "mark_needs_attention",
     "mark_notification_sent",
     "mark_notifications_sent",
     "mark_placement_failed",
@@ -161,6 +166,7 @@ __all__ = [
     "save_plan",
     "settle_closing_placements",
     "start_next_attempt",
+    "store_closing_change",
     "told_keys",
     "transition_closing",
     "update_closing_request",

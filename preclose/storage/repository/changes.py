@@ -9,11 +9,13 @@ from datetime import date, datetime
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from models.closing import ClosingRequest
+from models.change import ClosingChange
+from models.closing import ClosingInputError, ClosingRequest, check_closing_dates
 from models.plan import Plan, PlanLine
 from models.tables import (
     Closing,
     ClosingCreate,
+    ClosingStatus,
     OrderItem,
     Placement,
     PlacementState,
@@ -21,6 +23,8 @@ from models.tables import (
     PlanLineState,
     utcnow,
 )
+from preclose.rules.changes import StoredChange, accept_change, what_changed
+from preclose.rules.lifecycle import Event
 from preclose.rules.placing import may_withdraw
 from preclose.storage.repository._base import (
     _REPLACEABLE,
@@ -29,6 +33,11 @@ from preclose.storage.repository._base import (
     _aware,
     _commit,
     _lock_closing,
+)
+from preclose.storage.repository.closings import (
+    get_closing_by_crm_id,
+    transition_closing,
+    update_closing_request,
 )
 from preclose.storage.repository.placements import (
     _fail_placement,
@@ -305,3 +314,42 @@ def settle_closing_placements(
         ):
             withdrawn.extend(placement_categories(session=session, placement_id=placement.id))
     return held, withdrawn
+
+
+def store_closing_change(
+    *, session: Session, crm_closing_id: str, change: ClosingChange, as_of: datetime
+) -> StoredChange:
+    """Check a change against the stored closing and store it; bad input names its field.
+
+    A fall-through marks the closing at once; a corrected address is refused once any order went
+    to Offergrid (checked and stored under the closing's lock); any other change to a closing
+    that is no longer live is refused, and repeating a fall-through changes nothing.
+    """
+    row = get_closing_by_crm_id(session=session, crm_closing_id=crm_closing_id)
+    if row is None:
+        raise ClosingInputError("crm_closing_id", f"no closing {crm_closing_id!r} is known")
+    closing_id, status, version = row.id, ClosingStatus(row.status), row.version
+    before = row.closing_request()
+    # End the read: each write below takes the write lock in a transaction of its own (SQLite
+    # cannot turn a read transaction into a write one once another writer has committed).
+    _commit(session)
+    if not accept_change(crm_closing_id, status, fell_through=change.fell_through):
+        return StoredChange(closing_id, before, before, status, version)
+    if change.fell_through:
+        ended = transition_closing(session=session, closing_id=closing_id, event=Event.fall_through)
+        fell = ClosingStatus.fell_through
+        return StoredChange(closing_id, before, before, fell, ended.version, ["fell through"])
+    after = change.applied_to(before)
+    if change.moves_dates:
+        check_closing_dates(after, as_of=as_of)
+    if after.property.address != before.property.address:
+        stored = correct_address(session=session, closing_id=closing_id, closing_in=after)
+    else:
+        updated = update_closing_request(
+            session=session, closing_id=closing_id, closing_in=after, expected_version=version
+        )
+        assert updated is not None  # read above; closings are never deleted
+        stored = updated
+    return StoredChange(
+        closing_id, before, after, status, stored.version, what_changed(before, after)
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -160,6 +161,23 @@ def transition_closing(
         raise
     _commit(session)
     return closing
+
+
+@dataclass(frozen=True)
+class Attention:
+    """A closing just marked needs attention: its request and when the spell began."""
+
+    closing: ClosingRequest
+    since: datetime | None
+
+
+def mark_needs_attention(*, session: Session, closing_id: uuid.UUID, reason: str) -> Attention:
+    """Set the closing to needs attention with `reason` under its lock; TransitionRefused when it
+    is past failing (fell through or fulfilled)."""
+    row = transition_closing(
+        session=session, closing_id=closing_id, event=Event.fail, reason=reason
+    )
+    return Attention(row.closing_request(), row.attention_at)
 
 
 def advance_closing(*, session: Session, closing_id: uuid.UUID) -> Closing:
