@@ -159,9 +159,10 @@ def test_timeline_chart_marks_order_service_and_closing() -> None:
     chart = window_chart(
         lines=lines, closing_date=date(2027, 3, 16), move_in_date=date(2027, 3, 16), today=TODAY
     )
-    internet = next(row for row in chart.splitlines() if row.startswith("internet"))
+    internet = next(row for row in chart.splitlines() if row.startswith("Internet "))
     assert internet.count("▲") == 1 and internet.count("●") == 1 and "━" in internet
     assert internet.index("▲") < internet.index("●")
+    assert any(row.startswith("Power ") for row in chart.splitlines())  # one name per service
     entries = build_timeline(
         closing_date=date(2027, 3, 16),
         move_in_date=date(2027, 3, 18),
@@ -186,7 +187,7 @@ def test_timeline_chart_fits_a_late_repick_ordered_after_its_service_date() -> N
         move_in_date=date(2027, 3, 16),
         today=date(2027, 3, 22),
     )
-    row = next(line for line in chart.splitlines() if line.startswith("internet"))
+    row = next(line for line in chart.splitlines() if line.startswith("Internet "))
     assert row.count("●") == 1 and row.count("▲") == 1 and row.rstrip().endswith("⚠")
     assert row.index("●") < row.index("▲")
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from preclose.wording.services import ITEM_STATUS_WORDS
+from preclose.wording.services import ITEM_STATUS_WORDS, service_name
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def build_timeline(
 def timeline_markdown(title: str, entries: Sequence[TimelineEntry], chart: str) -> str:
     """The timeline as a markdown report: a chart of the service windows, then a dated table."""
     rows = "\n".join(
-        f"| {entry.day:%a %b %-d} | {entry.category or ''} | "
+        f"| {entry.day:%a %b %-d} | {service_name(entry.category) if entry.category else ''} | "
         f"{'✓ ' if entry.done else ''}{entry.text} |"
         for entry in entries
     )
@@ -90,7 +90,8 @@ def window_chart(
     start = min([today, *dates])
     end = max([closing_date, move_in_date, *dates])
     days = (end - start).days + 1
-    width = max(len(line.category) for line in lines) + 2
+    names = [service_name(line.category) for line in lines]
+    width = max(len(name) for name in names) + 2
 
     def column(day: date) -> int:
         return (day - start).days
@@ -102,7 +103,7 @@ def window_chart(
         for index, char in enumerate(label):
             header[day_offset + index] = char
     rows = [" " * width + "".join(header).rstrip()]
-    for line in lines:
+    for name, line in zip(names, lines, strict=True):
         cells = ["·"] * days
         first, last = sorted((column(line.placement_date), column(line.service_date)))
         for offset in range(first, last + 1):
@@ -112,7 +113,7 @@ def window_chart(
         if start <= closing_date <= end and cells[column(closing_date)] == "·":
             cells[column(closing_date)] = "│"
         mark = " ⚠" if line.at_risk else (" ✓" if line.state == "fulfilled" else "")
-        rows.append(f"{line.category:<{width}}{''.join(cells)}{mark}")
+        rows.append(f"{name:<{width}}{''.join(cells)}{mark}")
     rows.append(
         f"{'':<{width}}▲ order placed  ━ lead time  ● service needed  "
         f"│ closing {closing_date:%b %-d}"
