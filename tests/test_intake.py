@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 from flows.change import change_closing
 from flows.coordinate import coordinate_closing
 from flows.place import place_due_orders
+from flows.reconcile import reconcile_intake
 from flows.sync import sync_orders
 from models.closing import ClosingRequest
 from models.tables import ClosingStatus, CrmRequest
@@ -134,6 +135,39 @@ def test_a_crashed_run_is_started_again_once_and_finishes(offergrid: SandboxServ
         assert request is not None
         assert (request.attempt, request.outcome) == (2, f"done: {_status(closing.crm_closing_id)}")
     assert crm.restart_stranded(now=later).checked == 0
+
+
+def test_runs_that_keep_stopping_hand_the_closing_to_a_person_once(
+    offergrid: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a closing's last allowed run is lost too, the reconcile flow sets needs attention
+    with its reason and tells the agent once, however often it runs again."""
+    monkeypatch.setenv("PRECLOSE_MAX_RUN_ATTEMPTS", "1")
+    get_settings.cache_clear()
+    closing = _closing(offergrid, 1, "5550103")
+    submitted = crm.submit_closing(closing, as_of=offergrid.sandbox.clock.now())
+    assert submitted.flow_run_id is not None
+    _crash(submitted.flow_run_id)
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    monkeypatch.setattr(crm, "_now", lambda now: later)
+
+    first = reconcile_intake()
+    again = reconcile_intake()
+
+    assert first.needs_attention == [closing.crm_closing_id] and first.restarted == []
+    assert again.checked == 0  # the request is finished: handed to a person
+    assert _status(closing.crm_closing_id) == ClosingStatus.needs_attention
+    with db_session() as session:
+        row = repository.get_closing_by_crm_id(
+            session=session, crm_closing_id=closing.crm_closing_id
+        )
+        assert row is not None and row.attention_at is not None
+        assert "stopped 1 times without finishing" in (row.attention_reason or "")
+    outbox = (Path(os.environ["PRECLOSE_DATA_DIR"]) / "outbox.jsonl").read_text().splitlines()
+    told = [json.loads(line) for line in outbox]
+    assert [
+        (m["milestone"], m["audience"]) for m in told if m["milestone"] == "needs_attention"
+    ] == [("needs_attention", "agent")]
 
 
 def test_failure_needs_attention_and_every_retry_is_one_run(

@@ -34,6 +34,7 @@ __all__ = [
     "ClosingConflictError",
     "ClosingFinishedError",
     "ClosingNotFoundError",
+    "HandedOver",
     "Reconciled",
     "RunNotStartedError",
     "Submission",
@@ -276,11 +277,20 @@ def retry_closing_submission(
 
 
 @dataclass(frozen=True)
+class HandedOver:
+    """A closing whose runs kept stopping: it needs a person, for this reason."""
+
+    crm_closing_id: str
+    closing_id: uuid.UUID
+    reason: str
+
+
+@dataclass(frozen=True)
 class Reconciled:
     """What one reconciliation did: runs started again, requests handed to a person, left be."""
 
     restarted: list[uuid.UUID]
-    gave_up: list[str]
+    gave_up: list[HandedOver]
     checked: int
 
 
@@ -308,7 +318,7 @@ def restart_stranded(
     runs = _read_runs([r.flow_run_id for r in open_requests if r.flow_run_id is not None])
     stale = timedelta(minutes=settings.reconcile_stale_minutes)
     restarted: list[uuid.UUID] = []
-    gave_up: list[str] = []
+    gave_up: list[HandedOver] = []
     for request in open_requests:
         run = runs.get(request.flow_run_id) if request.flow_run_id else None
         # No run, or one Prefect no longer has (a reset database): started again.
@@ -333,14 +343,13 @@ def restart_stranded(
                 repository.finish_crm_request(
                     session=session, request_id=request.id, outcome="gave up"
                 )
-                gave_up.append(crm_id)
-            elif not repository.restart_crm_request(
+                # The caller (the reconcile flow) sets needs attention and tells the agent once.
+                gave_up.append(HandedOver(crm_id, request.closing_id, _gave_up(request.attempt)))
+                continue
+            if not repository.restart_crm_request(
                 session=session, request_id=request.id, attempt=request.attempt
             ):
                 continue  # another reconciler restarted it first
-        if crm_id in gave_up:
-            _needs_attention_after_runs(request.closing_id, request.attempt, settings)
-            continue
         if state in ("PENDING", "RUNNING") and request.flow_run_id is not None:
             _mark_crashed(request.flow_run_id, why)
         logger.info("Starting again the %s run of closing %s: %s", request.kind, crm_id, why)
@@ -359,17 +368,12 @@ def restart_stranded(
     return Reconciled(restarted=restarted, gave_up=gave_up, checked=len(open_requests))
 
 
-def _needs_attention_after_runs(
-    closing_id: uuid.UUID, attempts: int, settings: Settings | None
-) -> None:
-    reason = (
+def _gave_up(attempts: int) -> str:
+    """Why a closing whose runs kept stopping needs a person, in words the agent reads."""
+    return (
         f"Its run stopped {attempts} times without finishing; "
         "look at the runs' logs in the Prefect UI, then retry."
     )
-    with db_session(settings) as session, suppress(TransitionRefused):
-        repository.transition_closing(
-            session=session, closing_id=closing_id, event=Event.fail, reason=reason
-        )
 
 
 def _mark_crashed(run_id: uuid.UUID, why: str) -> None:
