@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -124,7 +125,11 @@ class Page:
 def browser() -> Iterator[Page]:
     """A headless Chromium with one tab the size of a phone; stopped at the end."""
     binary = chromium_path()
-    with tempfile.TemporaryDirectory(prefix="preclose-chromium-") as profile:
+    # Chromium's helper processes can still be writing the profile as the main one exits, and a
+    # leftover file in /tmp is not a test failure.
+    with tempfile.TemporaryDirectory(
+        prefix="preclose-chromium-", ignore_cleanup_errors=True
+    ) as profile:
         process = subprocess.Popen(  # noqa: S603 - a fixed binary and flags
             [
                 binary,
@@ -142,6 +147,7 @@ def browser() -> Iterator[Page]:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own group, so the helpers stop with it
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -161,9 +167,16 @@ def browser() -> Iterator[Page]:
                 page.call("Emulation.setDeviceMetricsOverride", **PHONE)
                 yield page
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop Chromium and every helper it started, waiting for the main process to go."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        process.wait()
