@@ -397,9 +397,9 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
 
     from benchmarks.ceiling import BacklogSampler
     from benchmarks.cpu import CpuMeter
-    from preclose.app.prefect_api import read_server
     from preclose.app.prefect_retries import counting_retry_sleeps
     from preclose.app.serve import prefect_environment, prefect_server
+    from preclose.prefect_api import read_server
     from preclose.settings import get_settings
 
     closings = make_closings(args.closings, args.zips, args.seed)

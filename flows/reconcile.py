@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from models.summary import ReconcileSummary
-from preclose.app.crm import restart_stranded
+from preclose.intake import restart_stranded
 from tasks.lifecycle import mark_needs_attention
 
 

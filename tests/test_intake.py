@@ -29,6 +29,7 @@ from flows.sync import sync_orders
 from models.closing import ClosingRequest
 from models.tables import ClosingStatus, CrmRequest
 from offergrid_sandbox.server import SandboxServer
+from preclose import intake
 from preclose.app import crm
 from preclose.app.api import create_api
 from preclose.app.api.auth import issue_api_key
@@ -149,7 +150,7 @@ def test_runs_that_keep_stopping_hand_the_closing_to_a_person_once(
     assert submitted.flow_run_id is not None
     _crash(submitted.flow_run_id)
     later = datetime.now(UTC) + timedelta(minutes=1)
-    monkeypatch.setattr(crm, "_now", lambda now: later)
+    monkeypatch.setattr(intake, "as_of_or_now", lambda now: later)
 
     first = reconcile_intake()
     again = reconcile_intake()

@@ -15,7 +15,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from offergrid_sandbox.config import PROVIDER_KEY, RESELLER_KEY
 from preclose.app import checks, cli, crm
-from preclose.app.prefect_api import (
+from preclose.prefect_api import (
     NoPrefectApiError,
     RecordedServer,
     find_prefect_api,

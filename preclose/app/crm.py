@@ -13,17 +13,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import uuid
 from contextlib import suppress
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from models.change import ClosingChange
 from models.closing import ClosingRequest, check_closing_dates
-from models.tables import Closing, ClosingStatus, CrmRequest, CrmRequestKind
-from preclose.names import CHANGE, COORDINATE, closing_tag
+from models.tables import Closing, ClosingStatus, CrmRequestKind
+from preclose.intake import (
+    HandedOver,
+    Reconciled,
+    RunNotStartedError,
+    Submission,
+    ensure_started,
+    restart_stranded,
+    start_pending_runs,
+    submission_of,
+)
+from preclose.names import as_of_or_now
 from preclose.rules import lifecycle
 from preclose.rules.lifecycle import Event, TransitionRefused
 from preclose.runtime import db_session
@@ -42,13 +50,12 @@ __all__ = [
     "closing_differences",
     "restart_stranded",
     "retry_closing",
+    "retry_closing_submission",
     "start_closing",
     "start_pending_runs",
     "submit_change",
     "submit_closing",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 class ClosingConflictError(ValueError):
@@ -86,31 +93,6 @@ class ClosingFinishedError(ValueError):
         self.status = status
 
 
-class RunNotStartedError(RuntimeError):
-    """The request is stored, but its flow run could not be created; send it again to retry."""
-
-    def __init__(self, submission: Submission, reason: str) -> None:
-        """Keep what was stored and a short reason (an exception type, never a secret)."""
-        super().__init__(
-            f"request for closing {submission.crm_closing_id!r} is stored, but its run could "
-            f"not be started ({reason}); send the same request again"
-        )
-        self.submission = submission
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A stored CRM request and the flow run started for it."""
-
-    closing_id: uuid.UUID
-    crm_closing_id: str
-    request_id: uuid.UUID
-    kind: CrmRequestKind
-    new: bool  # False when this was a resend of a request already stored
-    flow_run_id: uuid.UUID | None = None
-
-
 def start_closing(closing: ClosingRequest) -> uuid.UUID:
     """Store a closing and start its `coordinate closing` run; returns the flow run ID."""
     submission = submit_closing(closing)
@@ -134,7 +116,7 @@ def submit_closing(
     the CRM ID is stored with other details, and RunNotStartedError when the closing is stored
     but Prefect could not be reached.
     """
-    now = _now(as_of)
+    now = as_of_or_now(as_of)
     sent = closing.model_dump(mode="json")
     with db_session(settings) as session:
         row = repository.get_closing_by_crm_id(
@@ -162,8 +144,8 @@ def submit_closing(
         )
         if not new and retried is not None:
             request = retried  # a resend after a retry: the retry is the closing's latest run
-        submission = _submission(row, request, new)
-    return _ensure_started(submission, request, settings)
+        submission = submission_of(row, request, new)
+    return ensure_started(submission, request, settings)
 
 
 def submit_change(
@@ -179,7 +161,7 @@ def submit_change(
     are returned. Raises ClosingNotFoundError, ClosingFinishedError (fell through or cancelled),
     ClosingInputError (a new closing date in the past) and RunNotStartedError.
     """
-    now = _now(as_of)
+    now = as_of_or_now(as_of)
     body = change.model_dump(mode="json")
     with db_session(settings) as session:
         row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_closing_id)
@@ -203,34 +185,8 @@ def submit_change(
                 idempotency_key=key,
                 body=body,
             )
-        submission = _submission(row, request, new)
-    return _ensure_started(submission, request, settings)
-
-
-def start_pending_runs(*, settings: Settings | None = None) -> list[uuid.UUID]:
-    """Start the run of every stored request that has none yet; returns the runs started.
-
-    Requests whose run still cannot be started stay pending (with the reason recorded). The
-    reconciler (`restart_stranded`) does this and more; this is its first step.
-    """
-    started: list[uuid.UUID] = []
-    with db_session(settings) as session:
-        pending = repository.list_crm_requests(session=session, unstarted=True)
-        jobs = []
-        for request in pending:
-            if request.finished_at is not None:
-                continue
-            row = repository.get_closing(session=session, closing_id=request.closing_id)
-            if row is not None:
-                jobs.append((_submission(row, request, False), request))
-    for submission, request in jobs:
-        try:
-            done = _ensure_started(submission, request, settings)
-        except RunNotStartedError:
-            continue
-        if done.flow_run_id is not None:
-            started.append(done.flow_run_id)
-    return started
+        submission = submission_of(row, request, new)
+    return ensure_started(submission, request, settings)
 
 
 def retry_closing(crm_closing_id: str, *, settings: Settings | None = None) -> uuid.UUID:
@@ -259,7 +215,7 @@ def retry_closing_submission(
             )
             if latest is not None and latest.finished_at is None:
                 # A retry already under way: the same request and run (a resend).
-                return _ensure_started(_submission(row, latest, False), latest, settings)
+                return ensure_started(submission_of(row, latest, False), latest, settings)
             raise TransitionRefused(crm_closing_id, ClosingStatus(row.status), Event.retry)
         # One retry per failure: the key names the moment the closing needed attention.
         since = row.attention_at.isoformat() if row.attention_at else str(row.version)
@@ -272,142 +228,8 @@ def retry_closing_submission(
         # A concurrent retry of the same failure may have moved it first.
         with suppress(TransitionRefused):
             repository.transition_closing(session=session, closing_id=row.id, event=Event.retry)
-        submission = _submission(row, request, new)
-    return _ensure_started(submission, request, settings)
-
-
-@dataclass(frozen=True)
-class HandedOver:
-    """A closing whose runs kept stopping: it needs a person, for this reason."""
-
-    crm_closing_id: str
-    closing_id: uuid.UUID
-    reason: str
-
-
-@dataclass(frozen=True)
-class Reconciled:
-    """What one reconciliation did: runs started again, requests handed to a person, left be."""
-
-    restarted: list[uuid.UUID]
-    gave_up: list[HandedOver]
-    checked: int
-
-
-def restart_stranded(
-    *,
-    settings: Settings | None = None,
-    now: datetime | None = None,
-    grace: timedelta = timedelta(seconds=30),
-) -> Reconciled:
-    """Start again the run of every accepted request that no run will finish (idempotently).
-
-    A request whose run is missing, crashed, cancelled, failed for a passing reason, or stuck
-    running past `settings.reconcile_stale_minutes` gets a new run under a new idempotency key
-    (its attempt number); after `settings.max_run_attempts` runs, the closing needs attention.
-    Requests younger than `grace` are left to the call that accepted them.
-    """
-    from preclose.settings import get_settings
-
-    settings = settings or get_settings()
-    at = _now(now)
-    with db_session(settings) as session:
-        open_requests = repository.list_unfinished_requests(
-            session=session, received_before=at - grace
-        )
-    runs = _read_runs([r.flow_run_id for r in open_requests if r.flow_run_id is not None])
-    stale = timedelta(minutes=settings.reconcile_stale_minutes)
-    restarted: list[uuid.UUID] = []
-    gave_up: list[HandedOver] = []
-    for request in open_requests:
-        run = runs.get(request.flow_run_id) if request.flow_run_id else None
-        # No run, or one Prefect no longer has (a reset database): started again.
-        state = run[0] if run else None
-        fact = lifecycle.RunFact(
-            state=state, started=run[1] if run else None, attempt=request.attempt
-        )
-        if state == "COMPLETED":
-            with db_session(settings) as session:
-                repository.finish_crm_request(
-                    session=session, request_id=request.id, outcome="done"
-                )
-            continue
-        why = lifecycle.restart_decision(fact, now=at, stale_after=stale)
-        if why is None:
-            continue
-        with db_session(settings) as session:
-            row = repository.get_closing(session=session, closing_id=request.closing_id)
-            assert row is not None
-            crm_id = row.crm_closing_id
-            if request.attempt >= settings.max_run_attempts:
-                repository.finish_crm_request(
-                    session=session, request_id=request.id, outcome="gave up"
-                )
-                # The caller (the reconcile flow) sets needs attention and tells the agent once.
-                gave_up.append(HandedOver(crm_id, request.closing_id, _gave_up(request.attempt)))
-                continue
-            if not repository.restart_crm_request(
-                session=session, request_id=request.id, attempt=request.attempt
-            ):
-                continue  # another reconciler restarted it first
-        if state in ("PENDING", "RUNNING") and request.flow_run_id is not None:
-            _mark_crashed(request.flow_run_id, why)
-        logger.info("Starting again the %s run of closing %s: %s", request.kind, crm_id, why)
-        with db_session(settings) as session:
-            fresh = repository.get_crm_request(session=session, request_id=request.id)
-            assert fresh is not None
-            row = repository.get_closing(session=session, closing_id=request.closing_id)
-            assert row is not None
-            submission = _submission(row, fresh, False)
-        try:
-            done = _ensure_started(submission, fresh, settings)
-        except RunNotStartedError:
-            continue
-        if done.flow_run_id is not None:
-            restarted.append(done.flow_run_id)
-    return Reconciled(restarted=restarted, gave_up=gave_up, checked=len(open_requests))
-
-
-def _gave_up(attempts: int) -> str:
-    """Why a closing whose runs kept stopping needs a person, in words the agent reads."""
-    return (
-        f"Its run stopped {attempts} times without finishing; "
-        "look at the runs' logs in the Prefect UI, then retry."
-    )
-
-
-def _mark_crashed(run_id: uuid.UUID, why: str) -> None:
-    """Say in Prefect that a run whose runner was killed is over (it would show running forever)."""
-    from prefect.client.orchestration import get_client
-    from prefect.states import Crashed
-
-    try:
-        with get_client(sync_client=True) as client:
-            client.set_flow_run_state(run_id, Crashed(message=f"Taken as lost: {why}"), force=True)
-    except Exception:  # only the run's display: the restart goes on regardless
-        logger.warning("Could not mark the lost run %s crashed", run_id)
-
-
-def _read_runs(run_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, datetime | None]]:
-    """Each run's state type and start time, read from Prefect in pages."""
-    if not run_ids:
-        return {}
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    found: dict[uuid.UUID, tuple[str, datetime | None]] = {}
-    with get_client(sync_client=True) as client:
-        for start in range(0, len(run_ids), 200):
-            page = run_ids[start : start + 200]
-            runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=page)), limit=len(page)
-            )
-            for run in runs:
-                state = run.state.type.value if run.state is not None else None
-                if state is not None and run.state is not None:
-                    # Since when it is in that state: a pending or running run is measured on it.
-                    found[run.id] = (state, run.state.timestamp)
-    return found
+        submission = submission_of(row, request, new)
+    return ensure_started(submission, request, settings)
 
 
 def closing_differences(stored: Any, sent: Any, path: str = "") -> list[str]:
@@ -423,14 +245,6 @@ def closing_differences(stored: Any, sent: Any, path: str = "") -> list[str]:
 
 
 # Helpers --------------------------------------------------------------------------------------
-
-
-def _now(as_of: datetime | None) -> datetime:
-    if as_of is None:
-        return datetime.now(UTC)
-    if as_of.tzinfo is None or as_of.utcoffset() is None:
-        raise ValueError("as_of: give a timezone-aware time, e.g. datetime.now(UTC)")
-    return as_of
 
 
 def _digest(body: dict[str, Any]) -> str:
@@ -451,94 +265,3 @@ def _check_change(row: Closing, change: ClosingChange, now: datetime) -> None:
             update={"closing_date": change.closing_date, "move_in_date": None}
         )
         check_closing_dates(moved, as_of=now)
-
-
-def _submission(row: Closing, request: CrmRequest, new: bool) -> Submission:
-    return Submission(
-        closing_id=row.id,
-        crm_closing_id=row.crm_closing_id,
-        request_id=request.id,
-        kind=CrmRequestKind(request.kind),
-        new=new,
-        flow_run_id=request.flow_run_id,
-    )
-
-
-def _run_name(kind: CrmRequestKind, crm_closing_id: str) -> str:
-    # Which closing and which step: never the buyer's name or contact details.
-    step = {"start": "coordinate", "retry": "coordinate", "change": "change"}[kind.value]
-    return f"{step} {crm_closing_id}" + (" (retry)" if kind == CrmRequestKind.retry else "")
-
-
-def _deployment(kind: CrmRequestKind) -> str:
-    return CHANGE if kind == CrmRequestKind.change else COORDINATE
-
-
-def _ensure_started(
-    submission: Submission, request: CrmRequest, settings: Settings | None
-) -> Submission:
-    """The submission with its flow run, creating the run unless the request already has one.
-
-    The run takes the request's ID, never the closing's details: the buyer's name, email and phone
-    stay in our tables. Each attempt has its own idempotency key, so a restart is a new run while
-    two calls for the same attempt find one.
-    """
-    if submission.flow_run_id is not None:
-        return submission
-    from prefect.client.schemas.objects import FlowRun
-    from prefect.deployments import run_deployment
-
-    from preclose.app.prefect_api import NoPrefectApiError, prefect_api
-
-    deployment = _deployment(submission.kind)
-    attempt = f":{request.attempt}" if request.attempt > 1 else ""
-    try:
-        with prefect_api(settings):
-            flow_run = run_deployment(
-                deployment,
-                parameters={"request_id": str(request.id)},
-                timeout=0,
-                tags=[closing_tag(submission.crm_closing_id)],
-                idempotency_key=f"preclose:{submission.kind.value}:{submission.request_id}{attempt}",
-                flow_run_name=_run_name(submission.kind, submission.crm_closing_id),
-                as_subflow=False,
-            )
-    except NoPrefectApiError as err:
-        # Says what to set; it names only the data directory, never a secret.
-        _record_not_started(request.id, "no Prefect server", settings)
-        raise RunNotStartedError(submission, str(err)) from err
-    except Exception as err:
-        # Whatever went wrong reaching Prefect, the request stays stored and can be resent; only
-        # the exception's type is kept, as its message may carry a URL with credentials.
-        reason = type(err).__name__
-        logger.warning(
-            "Could not start the %s run for closing %s: %s",
-            deployment,
-            submission.crm_closing_id,
-            reason,
-        )
-        _record_not_started(request.id, reason, settings)
-        raise RunNotStartedError(submission, reason) from err
-    assert isinstance(flow_run, FlowRun)  # called from sync code: the sync variant ran
-    with db_session(settings) as session:
-        repository.mark_crm_request_started(
-            session=session, request_id=request.id, flow_run_id=flow_run.id
-        )
-    logger.info(
-        "Started %s run %s for closing %s", deployment, flow_run.id, submission.crm_closing_id
-    )
-    return Submission(
-        closing_id=submission.closing_id,
-        crm_closing_id=submission.crm_closing_id,
-        request_id=submission.request_id,
-        kind=submission.kind,
-        new=submission.new,
-        flow_run_id=flow_run.id,
-    )
-
-
-def _record_not_started(request_id: uuid.UUID, reason: str, settings: Settings | None) -> None:
-    with db_session(settings) as session:
-        repository.mark_crm_request_not_started(
-            session=session, request_id=request_id, error=reason
-        )

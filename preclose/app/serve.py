@@ -132,7 +132,7 @@ def prefect_server(
     (Linux), and is recorded in the Prefect home, so a server left by a `kill -9` on another
     system is stopped at the next start.
     """
-    from preclose.app.prefect_api import (
+    from preclose.prefect_api import (
         RecordedServer,
         forget_server,
         record_server,
