@@ -73,6 +73,12 @@ DAYS = (7, 14, 21, 28, 35, 45)
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
+def scale_limit(limit: int, window: float) -> None:
+    """Use `limit` calls per `window` seconds for the sandbox, our limiter and the figures."""
+    global LIMIT_PER_WINDOW, WINDOW_SECONDS
+    LIMIT_PER_WINDOW, WINDOW_SECONDS = limit, window
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
     with socket.socket() as probe:
@@ -372,8 +378,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--closings", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=480.0, help="seconds for the whole run")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=LIMIT_PER_WINDOW,
+        help="calls allowed per scaled window (Offergrid: 100 a minute)",
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=WINDOW_SECONDS,
+        help="the scaled window in seconds; a longer one weighs latency as a real minute does",
+    )
     add_admin_url(parser)
     args = parser.parse_args()
+    scale_limit(args.limit, args.window)
     started = time.monotonic()
     deadline = started + args.timeout
 
