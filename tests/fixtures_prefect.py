@@ -10,7 +10,6 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 _QUIET = {
     # The harness server is a subprocess: without this it tries to reach the internet.
@@ -23,6 +22,9 @@ _QUIET = {
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """A temporary Prefect server and database for the whole session (about 10 s to start)."""
+    # Imported here: it loads Prefect's whole server, which the fast loop never starts.
+    from prefect.testing.utilities import prefect_test_harness
+
     previous = {name: os.environ.get(name) for name in _QUIET}
     os.environ.update(_QUIET)
     try:

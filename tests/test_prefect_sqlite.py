@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
 
 from preclose.app.prefect_sqlite import (
     SQLITE_SERVER_SETTINGS,
@@ -16,6 +15,8 @@ from preclose.app.prefect_sqlite import (
 
 
 def _write_mode(tmp_path: Path) -> str | None:
+    from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
+
     async def inside_a_write() -> str | None:
         config = AioSqliteConfiguration(connection_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
         engine = await config.engine()
@@ -29,10 +30,13 @@ def _write_mode(tmp_path: Path) -> str | None:
     return asyncio.run(inside_a_write())
 
 
+@pytest.mark.slow  # loads Prefect's whole server, which nothing else in the fast loop needs
 def test_prefects_sqlite_writes_begin_immediate_once_patched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Prefect's write transactions begin DEFERRED; the launcher's patch makes them IMMEDIATE."""
+    from prefect.server.database.configurations import AioSqliteConfiguration
+
     # Restored after the test: the patch is for the server process, not this one.
     monkeypatch.setattr(
         AioSqliteConfiguration, "begin_transaction", AioSqliteConfiguration.begin_transaction
