@@ -104,3 +104,26 @@ class BacklogSampler:
             calls=sum(calls for calls, _ in backlog),
             allowed=sum(allowed for _, allowed in backlog),
         )
+
+
+def share_over_steps(
+    arrivals: list[float], steps: list[tuple[float, float]], limit: int, window: float
+) -> CeilingShare:
+    """The ceiling share over whole windows of steps that were handed more calls than fit.
+
+    A step (epoch seconds from start to end) whose calls exceed one window's limit held a backlog
+    from its first call: every call was asked for at once. Windows are laid end to end from that
+    first call; the last whole window is left out too, as the demand may run out part-way.
+    """
+    times = sorted(arrivals)
+    windows = calls = 0
+    for start, end in steps:
+        inside = [t for t in times if start <= t <= end]
+        if len(inside) <= limit:
+            continue  # it all fit in one window: no backlog to measure
+        whole = int((inside[-1] - inside[0]) // window) - 1
+        for i in range(max(0, whole)):
+            low = inside[0] + i * window
+            calls += bisect.bisect_left(inside, low + window) - bisect.bisect_left(inside, low)
+            windows += 1
+    return CeilingShare(windows=windows, calls=calls, allowed=float(windows * limit))

@@ -57,7 +57,7 @@ from preclose.settings import get_settings
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # benchmarks/ helpers when run as a script
-from benchmarks.ceiling import BacklogSampler, CeilingShare
+from benchmarks.ceiling import BacklogSampler, CeilingShare, share_over_steps
 
 # Prefect is imported inside functions: its settings are read at import, after the environment
 # below is set.
@@ -422,6 +422,7 @@ def main() -> int:
         print(f"Started {len(coordinate)} coordinate runs (run_deployment, timeout=0)")
         states = wait_for(coordinate, deadline)
         later: list[uuid.UUID] = []
+        steps: list[tuple[float, float]] = []  # each day's place and sync runs, epoch seconds
         previous = 0
         for day in DAYS:
             if time.monotonic() > deadline:
@@ -429,6 +430,7 @@ def main() -> int:
             offergrid.sandbox.advance(timedelta(days=day - previous).total_seconds())
             previous = day
             as_of = clock.now().isoformat()
+            began = time.time()
             step = [
                 start_run(PLACE_DUE, {"as_of": as_of}),
                 start_run(PLACE_DUE, {"as_of": as_of}),  # the same work twice, concurrently
@@ -436,12 +438,14 @@ def main() -> int:
             ]
             later += step
             states |= wait_for(step, deadline)
+            steps.append((began, time.time()))
             outcome = dict(Counter(states[run_id] for run_id in step))
             print(f"Sandbox day {day:>2}: place due orders x2 and sync orders -> {outcome}")
 
         sampler.close()  # stop sampling before the report reads the tables
         print_report(
             ceiling=sampler.share(offergrid.arrivals, LIMIT_PER_WINDOW),
+            in_steps=share_over_steps(offergrid.arrivals, steps, LIMIT_PER_WINDOW, WINDOW_SECONDS),
             closings=len(closings),
             coordinate=coordinate,
             later=later,
@@ -461,6 +465,7 @@ def _others(runs: set[str]) -> str:
 def print_report(
     *,
     ceiling: CeilingShare,
+    in_steps: CeilingShare,
     closings: int,
     coordinate: list[uuid.UUID],
     later: list[uuid.UUID],
@@ -487,6 +492,10 @@ def print_report(
     busy = " ".join(str(n) for n in windows if n)
     print(f"  requests per {WINDOW_SECONDS:g} s window (idle windows left out): {busy}")
     print(f"  share of the ceiling used while callers waited (goal >= 97%): {ceiling.describe()}")
+    print(
+        "  share of the ceiling over whole windows of the placing days that held a backlog "
+        f"(first call on, last window left out): {in_steps.describe()}"
+    )
     lines, ours_items, offergrid_items, most = order_figures(offergrid)
     print(
         f"Orders: {closings} closings, {lines} plan lines ordered, {ours_items} items recorded, "
