@@ -106,24 +106,46 @@ class BacklogSampler:
         )
 
 
-def share_over_steps(
-    arrivals: list[float], steps: list[tuple[float, float]], limit: int, window: float
-) -> CeilingShare:
-    """The ceiling share over whole windows of steps that were handed more calls than fit.
+@dataclass(frozen=True)
+class SlotReuse:
+    """How soon a backlog used each of the ceiling's slots again, against the window."""
 
-    A step (epoch seconds from start to end) whose calls exceed one window's limit held a backlog
-    from its first call: every call was asked for at once. Windows are laid end to end from that
-    first call; the last whole window is left out too, as the demand may run out part-way.
+    reuses: int
+    seconds: float  # their gaps, summed
+    window: float
+
+    @property
+    def share(self) -> float:
+        """The window over the mean gap: 100% when each slot goes again the moment it frees."""
+        return self.window * self.reuses / self.seconds if self.seconds else float("nan")
+
+    def describe(self) -> str:
+        """One line for the report."""
+        if not self.reuses:
+            return "no step was handed more calls than one window allows: nothing to measure"
+        return (
+            f"{self.share:.1%} ({self.reuses} slot reuses over {self.seconds / self.window:.1f} "
+            f"windows of backlog; mean gap {self.seconds / self.reuses:.2f} s against "
+            f"{self.window:g} s)"
+        )
+
+
+def slot_reuse(
+    arrivals: list[float], steps: list[tuple[float, float]], limit: int, window: float
+) -> SlotReuse:
+    """The ceiling share a backlog sustained: the gap from each call to the `limit`-th after it.
+
+    Offergrid lets `limit` calls in any rolling `window`, so under a backlog call i+limit may
+    arrive `window` after call i and no sooner. Only steps (epoch seconds, start to end) handed
+    more calls than one window allows are read, and every call of theirs was asked for at once, so
+    a gap longer than `window` is our pace: the limiter's margin and answer-dating, or demand
+    running out at a step's end (which can only lower the figure).
     """
     times = sorted(arrivals)
-    windows = calls = 0
+    reuses, seconds = 0, 0.0
     for start, end in steps:
-        inside = [t for t in times if start <= t <= end]
-        if len(inside) <= limit:
-            continue  # it all fit in one window: no backlog to measure
-        whole = int((inside[-1] - inside[0]) // window) - 1
-        for i in range(max(0, whole)):
-            low = inside[0] + i * window
-            calls += bisect.bisect_left(inside, low + window) - bisect.bisect_left(inside, low)
-            windows += 1
-    return CeilingShare(windows=windows, calls=calls, allowed=float(windows * limit))
+        inside = times[bisect.bisect_left(times, start) : bisect.bisect_right(times, end)]
+        gaps = [inside[i + limit] - inside[i] for i in range(len(inside) - limit)]
+        reuses += len(gaps)
+        seconds += sum(gaps)
+    return SlotReuse(reuses=reuses, seconds=seconds, window=window)

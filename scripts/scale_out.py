@@ -57,7 +57,7 @@ from preclose.settings import get_settings
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # benchmarks/ helpers when run as a script
-from benchmarks.ceiling import BacklogSampler, CeilingShare, share_over_steps
+from benchmarks.ceiling import BacklogSampler, CeilingShare, SlotReuse, slot_reuse
 
 # Prefect is imported inside functions: its settings are read at import, after the environment
 # below is set.
@@ -445,7 +445,7 @@ def main() -> int:
         sampler.close()  # stop sampling before the report reads the tables
         print_report(
             ceiling=sampler.share(offergrid.arrivals, LIMIT_PER_WINDOW),
-            in_steps=share_over_steps(offergrid.arrivals, steps, LIMIT_PER_WINDOW, WINDOW_SECONDS),
+            reuse=slot_reuse(offergrid.arrivals, steps, LIMIT_PER_WINDOW, WINDOW_SECONDS),
             closings=len(closings),
             coordinate=coordinate,
             later=later,
@@ -465,7 +465,7 @@ def _others(runs: set[str]) -> str:
 def print_report(
     *,
     ceiling: CeilingShare,
-    in_steps: CeilingShare,
+    reuse: SlotReuse,
     closings: int,
     coordinate: list[uuid.UUID],
     later: list[uuid.UUID],
@@ -491,11 +491,11 @@ def print_report(
     )
     busy = " ".join(str(n) for n in windows if n)
     print(f"  requests per {WINDOW_SECONDS:g} s window (idle windows left out): {busy}")
-    print(f"  share of the ceiling used while callers waited (goal >= 97%): {ceiling.describe()}")
     print(
-        "  share of the ceiling over whole windows of the placing days that held a backlog "
-        f"(first call on, last window left out): {in_steps.describe()}"
+        "  ceiling share sustained while the placing days held a backlog (goal >= 97%), "
+        f"each slot's reuse against the window: {reuse.describe()}"
     )
+    print(f"  (the limiter's attempt sampler, windows with refused tries: {ceiling.describe()})")
     lines, ours_items, offergrid_items, most = order_figures(offergrid)
     print(
         f"Orders: {closings} closings, {lines} plan lines ordered, {ours_items} items recorded, "
