@@ -157,9 +157,13 @@ def fill_item_facts(*, session: Session, offergrid_item_id: str, account_number:
     return True
 
 
+# Built once: a fresh alias per query is slow to build and defeats the statement cache.
+_LINE = aliased(PlanLineRow, name="closing_line")
+
+
 def _fulfilled_closing_filter() -> Any:
     """True for a closing whose current lines are all fulfilled or skipped, some fulfilled."""
-    line = aliased(PlanLineRow)
+    line = _LINE
     current = and_(col(line.closing_id) == col(Closing.id), _current_line_filter(line))
     return and_(
         exists().where(current, col(line.state) == PlanLineState.fulfilled),
