@@ -44,7 +44,7 @@ from tasks.changes import (
 )
 from tasks.lifecycle import finish_request, mark_needs_attention, request_facts
 from tasks.notifications import notify_milestone
-from tasks.planning import plan_and_store
+from tasks.planning import passed_through, plan_and_store
 from tasks.replan import decide_new_dates, save_new_dates
 from tasks.schedules import cancel_closing_schedule, sync_closing_schedule
 from tasks.self_serve import follow_change
@@ -233,7 +233,7 @@ def _new_dates(
 def _new_address(stored: StoredChange, summary: ChangeSummary, now: datetime) -> ChangeSummary:
     """Plan the closing again from the catalog at the corrected address (nothing was ordered)."""
     offers = cached_fetch_offers()(zip_code=stored.after.property.address.zip5)
-    plan = plan_and_store(stored.closing_id, offers, now)
+    plan = plan_and_store(stored.closing_id, passed_through(offers), now)
     consequences = [
         ServiceConsequence(
             category=str(line.category),

@@ -25,7 +25,7 @@ from tasks.catalog import cached_fetch_offers
 from tasks.closings import load_closing, store_closing
 from tasks.lifecycle import closing_facts, finish_request, mark_needs_attention, request_facts
 from tasks.notifications import notify_milestone
-from tasks.planning import plan_and_store
+from tasks.planning import passed_through, plan_and_store
 from tasks.schedules import sync_closing_schedule
 from tasks.self_serve import SELF_SERVE_CATEGORIES, open_buyer_link
 from tasks.tracking import advance_closings
@@ -102,7 +102,7 @@ def _plan(closing_id: uuid.UUID, now: datetime) -> Plan | None:
         offers = cached_fetch_offers()(zip_code=facts.zip5)
         try:
             plan = plan_and_store(
-                closing_id, offers, now, first=True, expected_version=facts.version
+                closing_id, passed_through(offers), now, first=True, expected_version=facts.version
             )
         except TransitionRefused:
             return None
