@@ -242,6 +242,7 @@ def run_preclose(
     from flows.coordinate import coordinate_closing
     from flows.place import place_due_orders
     from flows.sync import sync_orders
+    from preclose.app.prefect_api import one_prefect_client
 
     now = START
     steps_per_day = max(1, round(1440 / sync_minutes))
@@ -249,7 +250,10 @@ def run_preclose(
     syncs: list[datetime] = []
     wall0, cpu0 = time.perf_counter(), own_cpu_seconds()
     server0 = tree_cpu_seconds(server_pid)
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    with (
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        one_prefect_client(),  # as the demo runs its flows: one client, not one per flow run
+    ):
         for closing in closings:
             coordinate_closing(closing, as_of=now)
         coordinated = own_cpu_seconds() - cpu0
