@@ -5,17 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from prefect import task
-from prefect.cache_policies import NONE
-
 from models.closing import ClosingRequest, check_closing_dates
 from preclose.runtime import db_session
 from preclose.storage import repository
 
 
-@task(name="store closing", cache_policy=NONE)
 def store_closing(closing: ClosingRequest, as_of: datetime) -> tuple[uuid.UUID, bool]:
-    """Check the closing's dates and store it once per CRM closing ID; returns (id, created)."""
+    """Check the closing's dates and store it once per CRM closing ID; returns (id, created).
+
+    A plain step of its flow, not a task run: one database write, nothing to retry or cache.
+    """
     check_closing_dates(closing, as_of=as_of)
     with db_session() as session:
         row, created = repository.create_or_get_closing(session=session, closing_in=closing)

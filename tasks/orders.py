@@ -138,8 +138,10 @@ def list_orders(period: str) -> list[Order]:
     return [order.model_copy(update={"customer_info": None}) for order in orders]
 
 
-@task(name="prepare placements", cache_policy=NONE)
 def prepare_placements(closing_id: uuid.UUID | None, as_of: datetime) -> list[uuid.UUID]:
-    """Placements to send now: unfinished ones, then one new intent per closing's due lines."""
+    """Placements to send now: unfinished ones, then one new intent per closing's due lines.
+
+    A plain step of the placement flow: the orders it prepares are the task runs to look at.
+    """
     with db_session() as session:
         return repository.prepare_placements(session=session, as_of=as_of, closing_id=closing_id)

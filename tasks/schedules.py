@@ -119,9 +119,11 @@ def _cancel(client: SyncPrefectClient, flow_run_id: uuid.UUID, reason: str) -> b
     return result.status == SetStateStatus.ACCEPT
 
 
-@task(name="sync closing schedule", cache_policy=NONE)
 def sync_closing_schedule(closing_id: uuid.UUID, as_of: datetime | None = None) -> list[uuid.UUID]:
-    """Make the closing's scheduled placement runs match its planned lines; returns their IDs."""
+    """Make the closing's scheduled placement runs match its planned lines; returns their IDs.
+
+    A plain step, not a task run: the scheduled runs it makes are what a person looks at.
+    """
     now = as_of_or_now(as_of)
     with db_session() as session:
         closing = repository.get_closing(session=session, closing_id=closing_id)

@@ -177,11 +177,11 @@ def place_closing(server: SandboxServer, index: int = 1) -> ClosingRequest:
     """Store, plan and order a sample closing with preclose's own steps (no Prefect server)."""
     now = server.sandbox.clock.now()
     closing = sample_closings(now.date())[index]
-    closing_id, _ = store_closing.fn(closing, now)
+    closing_id, _ = store_closing(closing, now)
     offers = fetch_offers.fn(zip_code=closing.property.address.zip5)
     plan_and_store.fn(closing_id, offers, now)
     # Everything is due 60 days on: one order with every planned line.
-    for placement_id in prepare_placements.fn(closing_id, now + timedelta(days=60)):
+    for placement_id in prepare_placements(closing_id, now + timedelta(days=60)):
         place_order.fn(placement_id)
     return closing
 

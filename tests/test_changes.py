@@ -367,7 +367,7 @@ def test_date_change_while_an_order_call_is_in_flight_reorders_that_order(
     _on(offergrid, date(2027, 3, 8))
     offergrid.sandbox.advance(3 * 86_400)
     now = _now(offergrid)
-    [placement_id] = prepare_placements.fn(None, now)
+    [placement_id] = prepare_placements(None, now)
     version = _closing_row(closing.crm_closing_id).version
     posting = _hold_first_post(
         monkeypatch, lambda: _closing_row(closing.crm_closing_id).version > version
@@ -455,7 +455,7 @@ def test_fall_through_while_an_order_is_being_placed_cancels_that_order(
     closing = _coordinated(offergrid)
     offergrid.sandbox.advance(10 * 86_400)  # 11 March: the internet is due
     now = _now(offergrid)
-    [placement_id] = prepare_placements.fn(None, now)
+    [placement_id] = prepare_placements(None, now)
     done = threading.Event()
     posting = _hold_first_post(monkeypatch, done.is_set)
     placed: list[str | None] = []

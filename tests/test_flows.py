@@ -206,7 +206,7 @@ def test_committed_then_failed_placement_is_found_not_repeated(offergrid: Sandbo
     later = now + timedelta(days=30)
     from tasks.orders import prepare_placements
 
-    placement_ids = prepare_placements.fn(None, later)
+    placement_ids = prepare_placements(None, later)
     assert placement_ids
     for pid in placement_ids:
         fast(pid)
@@ -240,7 +240,7 @@ def test_process_killed_mid_placement_leaves_exactly_one_order(offergrid: Sandbo
     from tasks.orders import prepare_placements
 
     # Everything is due 30 days on: one order per start date, the first of which is killed.
-    placement_ids = prepare_placements.fn(None, now + timedelta(days=30))
+    placement_ids = prepare_placements(None, now + timedelta(days=30))
     placement_id = placement_ids[0]
     child = subprocess.run(  # noqa: S603  (our own interpreter and script)
         [sys.executable, "-c", _CRASH_AFTER_POST, str(placement_id)],

@@ -330,7 +330,7 @@ def test_a_placement_run_waiting_on_another_placer_says_so(offergrid: SandboxSer
     with db_session() as session:
         row = repository.get_closing_by_crm_id(session=session, crm_closing_id="HELD-1")
         assert row is not None
-    held = prepare_placements.fn(row.id, later)
+    held = prepare_placements(row.id, later)
     assert held
     with db_session() as session:
         for placement_id in held:  # another placer took them, and is still sending
