@@ -475,6 +475,20 @@ class Notification(SQLModel, table=True):
     sent_at: datetime | None = _tz(default=None)
 
 
+class PublishedArtifact(SQLModel, table=True):
+    """What was last published to Prefect under an artifact key, shared by every process.
+
+    `digest` is a hash of the facts the artifact shows; a key whose facts have not changed gets
+    no new version (each version is a write and two events in Prefect's server).
+    """
+
+    __tablename__ = "published_artifact"
+
+    key: str = Field(primary_key=True, max_length=100)
+    digest: str = Field(max_length=64)
+    published_at: datetime = _tz(default_factory=utcnow)
+
+
 # CRM API: caller keys and the requests CRMs sent -----------------------------------------------
 
 

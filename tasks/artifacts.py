@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from models.tables import ClosingStatus
+from models.records import LineRecord
+from models.tables import Closing, ClosingStatus
 from preclose.rules.lifecycle import describe
 from preclose.runtime import db_session
 from preclose.storage import repository
@@ -26,33 +26,60 @@ def artifact_key(prefix: str, crm_closing_id: str) -> str:
     return f"{prefix}-{slug}"[:100]
 
 
-# The content last published under each artifact key by this process: a key whose content did
-# not change gets no new version (a version is a write and two events in Prefect's server). A new
-# process publishes once more; bounded, since a long-lived worker sees many closings.
-_published: OrderedDict[str, str] = OrderedDict()
-_PUBLISHED_KEYS = 10_000
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def _changed(key: str, *parts: object) -> bool:
-    """Whether `parts` differ from what this process last published under `key` (and note them)."""
-    digest = hashlib.sha256(repr(parts).encode()).hexdigest()
-    if _published.get(key) == digest:
-        _published.move_to_end(key)
-        return False
-    _published[key] = digest
-    _published.move_to_end(key)
-    while len(_published) > _PUBLISHED_KEYS:
-        _published.popitem(last=False)
-    return True
+def _unchanged(key: str, digest: str) -> bool:
+    """Whether `digest` is what the key last showed, in any process (our database says)."""
+    with db_session() as session:
+        return repository.published_digests(session=session, keys=[key]).get(key) == digest
 
 
-def _forget(key: str) -> None:
-    _published.pop(key, None)
+def _published(key: str, digest: str) -> None:
+    with db_session() as session:
+        repository.record_published(session=session, key=key, digest=digest)
+
+
+def milestone_facts(closing: Closing, records: list[LineRecord]) -> tuple[object, ...]:
+    """What a person follows a closing by: its status and, per service, the order's state, its
+    risk and its appointment.
+
+    Steps between milestones (an order accepted, an installation under way, completed becoming
+    active) leave these unchanged, so they publish nothing: the next milestone shows them all.
+    """
+    lines = tuple(
+        (
+            line.category,
+            line.attempt,
+            str(line.state),
+            line.provider_name,
+            line.offer_name,
+            line.placement_date,
+            line.service_date,
+            line.at_risk,
+            line.risk_reason,
+            item.scheduled_for if item is not None else None,
+        )
+        for line, item in ((record.line, record.item) for record in records)
+    )
+    return (str(closing.status), closing.attention_reason, closing.attention_at, lines)
 
 
 def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> int:
-    """Publish the closing's plan table and markdown timeline where they changed; returns how
-    many artifacts got a new version (the keys keep one history each)."""
+    """Publish the closing's plan table and markdown timeline when it reached a milestone since
+    they were last published (by any process); returns how many artifacts got a new version."""
+    with db_session() as session:
+        closing = repository.get_closing(session=session, closing_id=closing_id)
+        if closing is None:
+            raise LookupError(f"closing_id: no closing {closing_id}")
+        records = repository.list_line_orders(session=session, closing_id=closing_id)
+        digest = _digest(milestone_facts(closing, records))
+        plan_key = artifact_key("plan", closing.crm_closing_id)
+        timeline_key = artifact_key("timeline", closing.crm_closing_id)
+        shown = repository.published_digests(session=session, keys=[plan_key, timeline_key])
+    if shown.get(plan_key) == digest and shown.get(timeline_key) == digest:
+        return 0  # no milestone since: not even the report is read
     with db_session() as session:
         record = repository.read_closing_record(session=session, closing_id=closing_id)
     if record is None:
@@ -65,29 +92,23 @@ def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> int:
         state += f" since {since:%Y-%m-%d %H:%M} UTC: {reason}" if since else f": {reason}"
     rows = report.rows or [{"service": "—", "status": state}]
     published = 0
-    plan_key = artifact_key("plan", report.crm_closing_id)
-    plan_description = f"Home services plan for closing {report.crm_closing_id} ({state})"
-    if _changed(plan_key, rows, plan_description):
-        try:
-            create_table_artifact(key=plan_key, table=rows, description=plan_description)
-        except BaseException:
-            _forget(plan_key)  # not published: try again next time
-            raise
+    if shown.get(plan_key) != digest:
+        create_table_artifact(
+            key=plan_key,
+            table=rows,
+            description=f"Home services plan for closing {report.crm_closing_id} ({state})",
+        )
+        _published(plan_key, digest)  # only once created: a failure is tried again next time
         published += 1
-    timeline_key = artifact_key("timeline", report.crm_closing_id)
-    markdown = timeline_markdown(
-        f"Closing {report.crm_closing_id}: timeline", report.timeline, report.chart
-    )
-    if _changed(timeline_key, markdown):
-        try:
-            create_markdown_artifact(
-                key=timeline_key,
-                markdown=markdown,
-                description=f"Timeline of closing {report.crm_closing_id}",
-            )
-        except BaseException:
-            _forget(timeline_key)
-            raise
+    if shown.get(timeline_key) != digest:
+        create_markdown_artifact(
+            key=timeline_key,
+            markdown=timeline_markdown(
+                f"Closing {report.crm_closing_id}: timeline", report.timeline, report.chart
+            ),
+            description=f"Timeline of closing {report.crm_closing_id}",
+        )
+        _published(timeline_key, digest)
         published += 1
     return published
 
@@ -110,6 +131,7 @@ def publish(closing_id: uuid.UUID, as_of: datetime) -> None:
 # The health figures move with every call (the sync's own read among them): refreshed at most this
 # often by one process, and only when they changed.
 HEALTH_EVERY = timedelta(hours=1)
+HEALTH_KEY = "offergrid-health"
 _health_published: list[datetime] = []
 
 
@@ -128,15 +150,16 @@ def publish_health(hours: float = 24) -> bool:
             )
         markdown = health_markdown(figures)
         # The first line dates the window (to the minute): the figures below it are the content.
-        if not _changed("offergrid-health", markdown.partition("\n")[2]):
+        digest = _digest(markdown.partition("\n")[2])
+        if _unchanged(HEALTH_KEY, digest):
             return False
         create_markdown_artifact(
-            key="offergrid-health",
+            key=HEALTH_KEY,
             markdown=markdown,
             description=f"Offergrid integration health, last {hours:g} hours",
         )
+        _published(HEALTH_KEY, digest)
     except Exception as err:
-        _forget("offergrid-health")
         get_run_logger().warning("Could not publish the Offergrid health (%s)", type(err).__name__)
         return False
     _health_published[:] = [until]

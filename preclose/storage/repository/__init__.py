@@ -78,6 +78,8 @@ from preclose.storage.repository.events import (
 )
 from preclose.storage.repository.events import list_notification_keys as list_notification_keys
 from preclose.storage.repository.events import notification_key as notification_key
+from preclose.storage.repository.events import published_digests as published_digests
+from preclose.storage.repository.events import record_published as record_published
 from preclose.storage.repository.items import (
     assess_line_risks,
     fill_item_facts,

@@ -9,7 +9,14 @@ from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from models.tables import ApiCall, Audience, Notification, WebhookEvent, utcnow
+from models.tables import (
+    ApiCall,
+    Audience,
+    Notification,
+    PublishedArtifact,
+    WebhookEvent,
+    utcnow,
+)
 from preclose.storage.repository._base import _aware, _commit
 
 # Webhooks, API calls, notifications -----------------------------------------------------------
@@ -184,3 +191,29 @@ def mark_notification_sent(
     notification.sent_at = _aware("sent_at", sent_at) if sent_at else utcnow()
     _commit(session)
     return notification
+
+
+# Artifacts ------------------------------------------------------------------------------------
+
+
+def published_digests(*, session: Session, keys: list[str]) -> dict[str, str]:
+    """The digest last published under each of these artifact keys that has one."""
+    rows = session.exec(select(PublishedArtifact).where(col(PublishedArtifact.key).in_(keys))).all()
+    return {row.key: row.digest for row in rows}
+
+
+def record_published(*, session: Session, key: str, digest: str) -> None:
+    """Note that `digest` is now what the artifact key shows (after its version was created)."""
+    if session.get(PublishedArtifact, key) is None:
+        session.add(PublishedArtifact(key=key, digest=digest))
+        try:
+            _commit(session)
+            return
+        except IntegrityError:
+            pass  # another process recorded the key first: ours is as new, so it is updated
+    session.execute(
+        sa_update(PublishedArtifact)
+        .where(col(PublishedArtifact.key) == key)
+        .values(digest=digest, published_at=utcnow())
+    )
+    _commit(session)
