@@ -122,9 +122,15 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 @contextmanager
 def prefect_server(
-    settings: Settings, port: int, log_file: Path, progress: Progress = _quiet
+    settings: Settings,
+    port: int,
+    log_file: Path,
+    progress: Progress = _quiet,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Iterator[str]:
     """`prefect server start` on loopback for the block, output in `log_file`; yields its API.
+
+    `meanwhile` runs while the server starts (it takes seconds): work that does not need it.
 
     Started through `preclose.app.prefect_sqlite`, so a SQLite database never answers 503.
 
@@ -159,6 +165,8 @@ def prefect_server(
         )
         record_server(settings, RecordedServer(pid=process.pid, api_url=f"{url}/api"))
         try:
+            if meanwhile is not None:
+                meanwhile()
             _wait_healthy(process, f"{url}/api/health", log_file, progress)
             yield f"{url}/api"
         finally:
