@@ -189,19 +189,32 @@ def list_fulfilled_closings(*, session: Session) -> list[Closing]:
 def assess_line_risks(
     *, session: Session, as_of: datetime, closing_id: uuid.UUID | None = None
 ) -> list[RiskFinding]:
-    """Judge each ordered line of the live closings (or of one) again, each closing under its row
-    lock, store the changed risk flags, and return the lines newly found at risk."""
+    """Judge each ordered line of the live closings (or of one) again, store the changed risk
+    flags (each closing under its row lock), and return the lines newly found at risk.
+
+    One unlocked read judges every line first: only a closing whose verdict would change is then
+    locked, read again and judged again before anything is written. Most syncs change nothing,
+    and a lock per live closing per sync was a write transaction each.
+    """
     statement = (
-        select(Closing.id)
-        .join(Placement, col(Placement.closing_id) == col(Closing.id))
-        .join(OrderItem, col(OrderItem.placement_id) == col(Placement.id))
+        select(OrderItem, PlanLineRow, Placement, Closing)
+        .join(PlanLineRow, col(PlanLineRow.id) == col(OrderItem.plan_line_id))
+        .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
+        .join(Closing, col(Closing.id) == col(Placement.closing_id))
         .where(col(Closing.status).in_(list(LIVE_CLOSING_STATUSES)))
-        .distinct()
     )
     if closing_id is not None:
         statement = statement.where(col(Closing.id) == closing_id)
+    moving = sorted(
+        {
+            closing.id
+            for item, line, placement, closing in session.exec(statement).all()
+            if _risk_verdict(item, line, placement, closing.time_zone, as_of) is not None
+        }
+    )
+    session.rollback()  # the read is over: each closing below is read again under its lock
     findings: list[RiskFinding] = []
-    for live_id in sorted(session.exec(statement).all()):
+    for live_id in moving:
         closing = _lock_closing(session, live_id)
         if closing.status not in LIVE_CLOSING_STATUSES:
             session.rollback()  # it ended since the query above
@@ -213,16 +226,7 @@ def assess_line_risks(
             .where(col(Placement.closing_id) == live_id)
         ).all()
         for item, line, placement in rows:
-            facts = ItemFacts(
-                status=item.status,
-                placed_at=placement.placed_at,
-                status_at=item.status_at,
-                scheduled_for=item.scheduled_for,
-                service_deadline=line.service_window_end or line.service_date,
-                time_zone=closing.time_zone,
-                service_start=line.service_date,
-            )
-            verdict = reassess(facts, LineRisk(line.at_risk, line.risk_reason), as_of=as_of)
+            verdict = _risk_verdict(item, line, placement, closing.time_zone, as_of)
             if verdict is None:
                 continue
             line.at_risk, line.risk_reason = verdict.at_risk, verdict.reason
@@ -233,6 +237,22 @@ def assess_line_risks(
                 )
         _commit(session)
     return findings
+
+
+def _risk_verdict(
+    item: OrderItem, line: PlanLineRow, placement: Placement, time_zone: str, as_of: datetime
+) -> LineRisk | None:
+    """The line's new risk flag and reason, or None when they stay as stored."""
+    facts = ItemFacts(
+        status=item.status,
+        placed_at=placement.placed_at,
+        status_at=item.status_at,
+        scheduled_for=item.scheduled_for,
+        service_deadline=line.service_window_end or line.service_date,
+        time_zone=time_zone,
+        service_start=line.service_date,
+    )
+    return reassess(facts, LineRisk(line.at_risk, line.risk_reason), as_of=as_of)
 
 
 def get_item_line(*, session: Session, offergrid_item_id: str) -> LineRecord | None:
