@@ -11,7 +11,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from models.records import LineRecord
-from models.tables import Closing, ClosingStatus
+from models.tables import Closing, ClosingStatus, PlanLineState
 from preclose.rules.lifecycle import describe
 from preclose.runtime import db_session
 from preclose.storage import repository
@@ -36,32 +36,40 @@ def _unchanged(key: str, digest: str) -> bool:
         return repository.published_digests(session=session, keys=[key]).get(key) == digest
 
 
-def _published(key: str, digest: str) -> None:
-    with db_session() as session:
-        repository.record_published(session=session, key=key, digest=digest)
+def _published(digests: dict[str, str]) -> None:
+    if digests:
+        with db_session() as session:
+            repository.record_published(session=session, digests=digests)
+
+
+# A line's milestones: on its way (planned, being ordered, ordered), live, or ended otherwise.
+_LINE_MILESTONE = {
+    PlanLineState.planned: "on its way",
+    PlanLineState.placing: "on its way",
+    PlanLineState.placed: "on its way",
+}
 
 
 def milestone_facts(closing: Closing, records: list[LineRecord]) -> tuple[object, ...]:
-    """What a person follows a closing by: its status and, per service, the order's state, its
-    risk and its appointment.
+    """What a person follows a closing by: its status (planned, ordering, active, fulfilled,
+    needs attention...), its plan, and which services are live, ended badly or at risk.
 
-    Steps between milestones (an order accepted, an installation under way, completed becoming
-    active) leave these unchanged, so they publish nothing: the next milestone shows them all.
+    The steps of an order on its way (sent, accepted, booked, under way) change none of these,
+    so they publish nothing: the closing's next milestone shows them all. Each order is a task
+    run of its own in the UI meanwhile.
     """
     lines = tuple(
         (
             line.category,
             line.attempt,
-            str(line.state),
-            line.provider_name,
-            line.offer_name,
+            line.offer_id,
             line.placement_date,
             line.service_date,
+            _LINE_MILESTONE.get(PlanLineState(line.state), str(line.state)),
             line.at_risk,
             line.risk_reason,
-            item.scheduled_for if item is not None else None,
         )
-        for line, item in ((record.line, record.item) for record in records)
+        for line in (record.line for record in records)
     )
     return (str(closing.status), closing.attention_reason, closing.attention_at, lines)
 
@@ -91,26 +99,28 @@ def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> int:
         # A person must act: the reason and the time lead the plan, where they look first.
         state += f" since {since:%Y-%m-%d %H:%M} UTC: {reason}" if since else f": {reason}"
     rows = report.rows or [{"service": "—", "status": state}]
-    published = 0
-    if shown.get(plan_key) != digest:
-        create_table_artifact(
-            key=plan_key,
-            table=rows,
-            description=f"Home services plan for closing {report.crm_closing_id} ({state})",
-        )
-        _published(plan_key, digest)  # only once created: a failure is tried again next time
-        published += 1
-    if shown.get(timeline_key) != digest:
-        create_markdown_artifact(
-            key=timeline_key,
-            markdown=timeline_markdown(
-                f"Closing {report.crm_closing_id}: timeline", report.timeline, report.chart
-            ),
-            description=f"Timeline of closing {report.crm_closing_id}",
-        )
-        _published(timeline_key, digest)
-        published += 1
-    return published
+    published: list[str] = []
+    try:
+        if shown.get(plan_key) != digest:
+            create_table_artifact(
+                key=plan_key,
+                table=rows,
+                description=f"Home services plan for closing {report.crm_closing_id} ({state})",
+            )
+            published.append(plan_key)
+        if shown.get(timeline_key) != digest:
+            create_markdown_artifact(
+                key=timeline_key,
+                markdown=timeline_markdown(
+                    f"Closing {report.crm_closing_id}: timeline", report.timeline, report.chart
+                ),
+                description=f"Timeline of closing {report.crm_closing_id}",
+            )
+            published.append(timeline_key)
+    finally:
+        # Only what was created is noted: a key that failed is tried again next time.
+        _published(dict.fromkeys(published, digest))
+    return len(published)
 
 
 def publish(closing_id: uuid.UUID, as_of: datetime) -> None:
@@ -158,7 +168,7 @@ def publish_health(hours: float = 24) -> bool:
             markdown=markdown,
             description=f"Offergrid integration health, last {hours:g} hours",
         )
-        _published(HEALTH_KEY, digest)
+        _published({HEALTH_KEY: digest})
     except Exception as err:
         get_run_logger().warning("Could not publish the Offergrid health (%s)", type(err).__name__)
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import suppress
 from datetime import datetime
 
 from sqlalchemy import update as sa_update
@@ -202,18 +203,19 @@ def published_digests(*, session: Session, keys: list[str]) -> dict[str, str]:
     return {row.key: row.digest for row in rows}
 
 
-def record_published(*, session: Session, key: str, digest: str) -> None:
-    """Note that `digest` is now what the artifact key shows (after its version was created)."""
-    if session.get(PublishedArtifact, key) is None:
-        session.add(PublishedArtifact(key=key, digest=digest))
-        try:
-            _commit(session)
-            return
-        except IntegrityError:
-            pass  # another process recorded the key first: ours is as new, so it is updated
-    session.execute(
-        sa_update(PublishedArtifact)
-        .where(col(PublishedArtifact.key) == key)
-        .values(digest=digest, published_at=utcnow())
-    )
-    _commit(session)
+def record_published(*, session: Session, digests: dict[str, str]) -> None:
+    """Note what each artifact key now shows (after its new version was created), in one unit."""
+    now = utcnow()
+    known = set(published_digests(session=session, keys=list(digests)))
+    for key, digest in digests.items():
+        if key in known:
+            session.execute(
+                sa_update(PublishedArtifact)
+                .where(col(PublishedArtifact.key) == key)
+                .values(digest=digest, published_at=now)
+            )
+        else:
+            session.add(PublishedArtifact(key=key, digest=digest, published_at=now))
+    # Another process may have recorded a new key first: what it shows is as new as ours.
+    with suppress(IntegrityError):
+        _commit(session)
