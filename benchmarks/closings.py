@@ -51,9 +51,12 @@ import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from benchmarks.where import CpuSampler, PrefectCalls
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -233,7 +236,12 @@ def window_figures(
 
 
 def run_preclose(
-    closings: list[Any], url: str, days: int, sync_minutes: float, server_pid: int
+    closings: list[Any],
+    url: str,
+    days: int,
+    sync_minutes: float,
+    server_pid: int,
+    sampler: CpuSampler | None = None,
 ) -> dict[str, Any]:
     """Coordinate every closing, then step the clock: a sync every `sync_minutes`, placing daily."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
@@ -242,7 +250,11 @@ def run_preclose(
     from flows.coordinate import coordinate_closing
     from flows.place import place_due_orders
     from flows.sync import sync_orders
-    from preclose.app.prefect_api import one_prefect_client
+    from preclose.prefect_api import one_prefect_client
+
+    def phase(name: str) -> None:
+        if sampler is not None:
+            sampler.phase = name
 
     now = START
     steps_per_day = max(1, round(1440 / sync_minutes))
@@ -254,6 +266,7 @@ def run_preclose(
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
         one_prefect_client(),  # as the demo runs its flows: one client, not one per flow run
     ):
+        phase("coordinating")
         for closing in closings:
             coordinate_closing(closing, as_of=now)
         coordinated = own_cpu_seconds() - cpu0
@@ -264,7 +277,9 @@ def run_preclose(
                 httpx.post(f"{url}/sandbox/clock/advance", json=advance).raise_for_status()
                 now += step
                 if index == steps_per_day - 1:
+                    phase("placement runs")
                     place_due_orders(as_of=now)  # once a day, as the shipped daily run does
+                phase("syncs")
                 sync_orders(as_of=now)
                 syncs.append(now)
     return {
@@ -368,6 +383,68 @@ def our_functions(profile: cProfile.Profile, top: int = 25) -> list[tuple[str, f
     return sorted(out, key=lambda entry: -entry[1])[:top]
 
 
+def print_where(
+    where: CpuSampler,
+    calls: PrefectCalls,
+    units: dict[str, tuple[float, float]],
+    objects: dict[str, Counter[str]],
+    timing: dict[str, Any],
+    server_used: float,
+    idle_ms: float,
+    n: int,
+) -> None:
+    """Where every 10 ms per closing of both processes goes; what is below that, summed apart."""
+    sampled = sum(where.spent.values())
+    print(
+        f"  where the coordinator's CPU goes, per closing (sampled: {sampled / n * 1000:.0f} of "
+        f"its {timing['cpu'] / n * 1000:.0f} ms; the sampler's own thread is the rest), by phase "
+        "and our innermost function [the library it was in]:"
+    )
+    phases: dict[str, float] = {}
+    for (phase, _, _), seconds in where.spent.items():
+        phases[phase] = phases.get(phase, 0.0) + seconds
+    for phase, total in sorted(phases.items(), key=lambda entry: -entry[1]):
+        print(f"    {phase}: {total / n * 1000:.0f} ms")
+        rows = sorted(
+            ((f, lib, s) for (p, f, lib), s in where.spent.items() if p == phase),
+            key=lambda row: -row[2],
+        )
+        small = 0.0
+        for function, library, seconds in rows:
+            if seconds / n >= 0.010:
+                print(f"      {seconds / n * 1000:5.0f} ms  {function} [in {library}]")
+            else:
+                small += seconds
+        print(f"      {small / n * 1000:5.0f} ms  the rest, each under 10 ms")
+    counts = {
+        "flow run": sum(objects["flow runs"].values()),
+        "task run": sum(objects["task runs"].values()),
+        "artifact": objects["rows"].get("artifact", 0),
+    }
+    calls_total = sum(calls.counts.values())
+    expected_calls = sum(counts[kind] * units[kind][1] for kind in counts)
+    counts["API call"] = max(0, round(calls_total - expected_calls))
+    print(
+        f"  where Prefect's server CPU goes, per closing ({server_used / n * 1000:.0f} ms), from "
+        "what we asked of it times what each costs it (measured on it after the run):"
+    )
+    explained = idle_ms
+    for kind, count in counts.items():
+        cost, _ = units[kind]
+        share = count * cost / n * 1000
+        explained += share
+        extra = " beyond those of the runs and artifacts" if kind == "API call" else ""
+        print(f"    {share:5.0f} ms  {count / n:.1f} {kind}s{extra} x {cost * 1000:.1f} ms")
+    print(f"    {idle_ms:5.0f} ms  its services idling")
+    rest = server_used / n * 1000 - explained
+    print(
+        f"    {rest:5.0f} ms  not explained by those unit costs (our runs are heavier than the "
+        "empty ones measured: parameters, results, tags, logs, cache lookups)"
+    )
+    top = ", ".join(f"{route} {count / n:.1f}" for route, count in calls.counts.most_common(8))
+    print(f"    Prefect API calls per closing: {calls_total / n:.1f} ({top})")
+
+
 def wait_until_quiet(pid: int, most: float = 180.0) -> None:
     """Wait until the tree of `pid` burns under 5% of a core (its queued events are written)."""
     from benchmarks.cpu import tree_cpu_seconds
@@ -400,7 +477,8 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
     os.environ.update(PRECLOSE_OFFERGRID_BASE_URL=url, PRECLOSE_OFFERGRID_API_KEY=RESELLER_KEY)
 
     from benchmarks.ceiling import BacklogSampler
-    from benchmarks.cpu import CpuMeter
+    from benchmarks.cpu import CpuMeter, tree_cpu_seconds
+    from benchmarks.where import CpuSampler, PrefectCalls, server_unit_costs
     from preclose.app.prefect_retries import counting_retry_sleeps
     from preclose.app.serve import prefect_environment, prefect_server
     from preclose.prefect_api import read_server
@@ -434,22 +512,33 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
             with (
                 BacklogSampler(settings.database_url, window) as sampler,
                 counting_retry_sleeps() as retries,
+                PrefectCalls().counting() as calls,
+                CpuSampler() as where,
             ):
                 if profile is not None:
                     profile.enable()
-                timing = run_preclose(closings, url, args.days, sync_minutes, recorded.pid)
+                timing = run_preclose(closings, url, args.days, sync_minutes, recorded.pid, where)
                 if profile is not None:
                     profile.disable()
+            # The sampler's own CPU is the benchmark's, not the coordinator's.
+            timing["cpu"] -= sum(where.own.values())
+            timing["cpu_coordinate"] -= where.own.get("coordinating", 0.0)
             wait_until_quiet(recorded.pid)
             server_cpu.stop()
             sandbox_cpu.stop()
+            objects = prefect_objects(work / "prefect" / "prefect.db")  # before the calibration
+            # What one flow run, task run, artifact and API call cost this server, measured now.
+            units = server_unit_costs(
+                lambda: tree_cpu_seconds(recorded.pid),
+                lambda: wait_until_quiet(recorded.pid),
+                idle_rate,
+            )
         stats = httpx.get(f"{url}/sandbox/requests").json()["byEndpoint"]
         orders = httpx.get(f"{url}/sandbox/orders", timeout=60).json()
     finally:
         ours.terminate()
     ceiling = sampler.share(api_call_times(), LIMIT)
     figures = window_figures(live_moments(orders))
-    objects = prefect_objects(work / "prefect" / "prefect.db")
     server_503 = server_log.read_text(errors="replace").count("retryable exception in request")
     n = len(closings)
 
@@ -512,6 +601,7 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
     print("    " + ", ".join(f"{table} {count / n:.1f}" for table, count in rows.items()))
     top_events = ", ".join(f"{e} {c / n:.1f}" for e, c in objects["events"].most_common(8))
     print(f"    events by name (top 8): {top_events}")
+    print_where(where, calls, units, objects, timing, server_cpu.used, idle, n)
     if profile is not None:
         print("  coordinator main thread CPU by package (cProfile tottime, its overhead included):")
         spent = profile_by_package(profile)
@@ -521,8 +611,8 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
         dump = work / "coordinator.prof"
         profile.dump_stats(dump)  # for pstats / snakeviz
         print(f"  our functions by cumulative main-thread CPU (callees included; all in {dump}):")
-        for where, cumulative in our_functions(profile):
-            print(f"    {cumulative / n * 1000:6.0f} ms per closing  {where}")
+        for function, cumulative in our_functions(profile):
+            print(f"    {cumulative / n * 1000:6.0f} ms per closing  {function}")
     for key, text, goal in (
         ("on_time", "essential services live by the day needed", "goal >= 98%"),
         ("early", "services live before possession or > 1 day before their start", "goal 0"),

@@ -1,0 +1,204 @@
+"""Where the CPU of a benchmark run goes: the coordinator by phase and code, the server by request.
+
+- `CpuSampler`: a thread that, every few milliseconds, reads the CPU clock of the thread that runs
+  the flows (Linux: `pthread_getcpuclockid`) and charges the CPU used since the last look to what
+  that thread is doing now: the phase the driver set, our innermost function on its stack, and
+  the library below it. A statistical profile of CPU, not of wall time: waiting on Prefect's
+  server or Offergrid charges nothing. Its own cost lands on the sampler thread, not the one
+  measured (the GIL aside).
+- `PrefectCalls`: counts our process's calls to Prefect's API by method and route.
+- `server_unit_costs`: Prefect's server CPU for one flow run, one task run, one artifact and one
+  plain API call, measured on the same server after the run (an empty flow and task, each many
+  times), to say how much of the server's CPU each kind of thing we asked of it explains.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+_OURS = ("flows", "tasks", "preclose", "models", "offergrid")
+_ID = re.compile(r"/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _where(frame: FrameType | None) -> tuple[str, str]:
+    """(our innermost function, the library it is in below it) for a stack."""
+    library = ""
+    while frame is not None:
+        path = Path(frame.f_code.co_filename)
+        parts = path.parts
+        if "site-packages" in parts:
+            if not library:
+                library = parts[parts.index("site-packages") + 1].split(".")[0]
+        elif ROOT in path.parents:
+            relative = path.relative_to(ROOT)
+            if relative.parts[0] in _OURS:
+                return f"{relative.with_suffix('')}.{frame.f_code.co_name}", library or "ours"
+            if relative.parts[0] == "benchmarks":
+                return "(the driver: flow runs started)", library or "ours"
+        elif not library and not str(path).startswith("<"):
+            library = "stdlib"
+        frame = frame.f_back
+    return "(elsewhere)", library or "?"
+
+
+class CpuSampler:
+    """Charges the CPU of this process's threads to (phase, our function, library) by sampling
+    their stacks; a thread with none of our code on its stack is charged by its name."""
+
+    def __init__(self, every: float = 0.005) -> None:
+        """Sample every `every` seconds once started."""
+        self.every = every
+        self.phase = "-"
+        self.spent: dict[tuple[str, str, str], float] = {}
+        # The sampler's own CPU by phase: the caller takes it off the process's figures.
+        self.own: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def _run(self) -> None:
+        last: dict[int, float] = {}
+        mine = time.thread_time()
+        while not self._stop.wait(self.every):
+            now = time.thread_time()
+            self.own[self.phase] = self.own.get(self.phase, 0.0) + now - mine
+            mine = now
+            frames = sys._current_frames()
+            for thread in threading.enumerate():
+                ident = thread.ident
+                if ident is None or thread is self._worker or ident not in frames:
+                    continue
+                try:
+                    now = time.clock_gettime(time.pthread_getcpuclockid(ident))
+                except OSError:
+                    continue  # it ended meanwhile
+                used = now - last.get(ident, now)
+                last[ident] = now
+                if used <= 0:
+                    continue
+                function, library = _where(frames[ident])
+                if function == "(elsewhere)":
+                    function = f"(thread {re.sub(r'[-_ ]?[0-9]+', '', thread.name)})"
+                key = (self.phase, function, library)
+                self.spent[key] = self.spent.get(key, 0.0) + used
+
+    def __enter__(self) -> CpuSampler:
+        """Start sampling."""
+        self._worker.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        self._worker.join()
+
+
+class PrefectCalls:
+    """Our calls to Prefect's API, by method and route (IDs replaced by `{id}`)."""
+
+    def __init__(self) -> None:
+        """An empty count."""
+        self.counts: Counter[str] = Counter()
+
+    @contextmanager
+    def counting(self) -> Iterator[PrefectCalls]:
+        """Count every request Prefect's sync and async clients send in this process."""
+        from prefect.client.base import PrefectHttpxAsyncClient, PrefectHttpxSyncClient
+
+        sync_send, async_send = PrefectHttpxSyncClient.send, PrefectHttpxAsyncClient.send
+
+        def note(request: Any) -> None:
+            path = _ID.sub("/{id}", request.url.path.split("/api", 1)[-1])
+            self.counts[f"{request.method} {path}"] += 1
+
+        def counted_sync(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            note(request)
+            return sync_send(client, request, *args, **kwargs)
+
+        async def counted_async(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            note(request)
+            return await async_send(client, request, *args, **kwargs)
+
+        PrefectHttpxSyncClient.send = counted_sync  # type: ignore[method-assign,assignment]
+        PrefectHttpxAsyncClient.send = counted_async  # type: ignore[method-assign,assignment]
+        try:
+            yield self
+        finally:
+            PrefectHttpxSyncClient.send = sync_send  # type: ignore[method-assign]
+            PrefectHttpxAsyncClient.send = async_send  # type: ignore[method-assign]
+
+
+def server_unit_costs(
+    server_cpu: Callable[[], float],
+    settle: Callable[[], None],
+    idle_rate: float,
+    count: int = 40,
+) -> dict[str, tuple[float, float]]:
+    """Per flow run, task run, artifact and plain API call: (server CPU seconds, API calls).
+
+    Each is measured on the server the run used, after it: `count` empty flow runs, then as many
+    flow runs with 5 empty tasks each, then with 5 artifacts each, then reads; `settle` waits
+    until the server has written what it was sent, and its services' idling (`idle_rate`, of a
+    core) is taken off. A flow run here is as light as one can be: ours cost the server more
+    (parameters, results, logs, tags), which the report's remainder shows.
+    """
+    from prefect import flow, task
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from preclose.prefect_api import one_prefect_client
+
+    @task(name="calibration task")
+    def empty_task() -> None:
+        """Nothing."""
+
+    @flow(name="calibration flow")
+    def empty_flow(tasks: int = 0, artifacts: int = 0) -> None:
+        """Nothing but `tasks` empty task runs and `artifacts` artifacts."""
+        for _ in range(tasks):
+            empty_task()
+        for index in range(artifacts):
+            create_markdown_artifact(key=f"calibration-{index}", markdown=f"# {index}")
+
+    def measured(work: Callable[[], object], units: int) -> tuple[float, float]:
+        settle()
+        calls = PrefectCalls()
+        before, started = server_cpu(), time.monotonic()
+        with calls.counting():
+            work()
+        settle()
+        spent = server_cpu() - before - idle_rate * (time.monotonic() - started)
+        return max(0.0, spent) / units, sum(calls.counts.values()) / units
+
+    def reads() -> None:
+        with get_client(sync_client=True) as client:
+            for _ in range(count * 5):
+                client.hello()
+
+    # As the run drove its flows: no heartbeats, one client.
+    with (
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        one_prefect_client(),
+    ):
+        flows = measured(lambda: [empty_flow() for _ in range(count)], count)
+        tasks = measured(lambda: [empty_flow(tasks=5) for _ in range(count)], count)
+        artifacts = measured(lambda: [empty_flow(artifacts=5) for _ in range(count)], count)
+    return {
+        "flow run": flows,
+        "task run": (max(0.0, (tasks[0] - flows[0]) / 5), max(0.0, (tasks[1] - flows[1]) / 5)),
+        "artifact": (
+            max(0.0, (artifacts[0] - flows[0]) / 5),
+            max(0.0, (artifacts[1] - flows[1]) / 5),
+        ),
+        "API call": measured(reads, count * 5),
+    }
