@@ -398,24 +398,31 @@ def print_where(
     print(
         f"  where the coordinator's CPU goes, per closing (sampled: {sampled / n * 1000:.0f} of "
         f"its {timing['cpu'] / n * 1000:.0f} ms; the sampler's own thread is the rest), by phase "
-        "and our innermost function [the library it was in]:"
+        "and step (our innermost flow or task function), with the code it was in:"
     )
     phases: dict[str, float] = {}
     for (phase, _, _), seconds in where.spent.items():
         phases[phase] = phases.get(phase, 0.0) + seconds
     for phase, total in sorted(phases.items(), key=lambda entry: -entry[1]):
         print(f"    {phase}: {total / n * 1000:.0f} ms")
-        rows = sorted(
-            ((f, lib, s) for (p, f, lib), s in where.spent.items() if p == phase),
-            key=lambda row: -row[2],
-        )
+        steps: dict[str, dict[str, float]] = {}
+        for (p, function, library), seconds in where.spent.items():
+            if p == phase:
+                inner = steps.setdefault(function, {})
+                inner[library] = inner.get(library, 0.0) + seconds
         small = 0.0
-        for function, library, seconds in rows:
-            if seconds / n >= 0.010:
-                print(f"      {seconds / n * 1000:5.0f} ms  {function} [in {library}]")
-            else:
-                small += seconds
-        print(f"      {small / n * 1000:5.0f} ms  the rest, each under 10 ms")
+        for function, libraries in sorted(steps.items(), key=lambda e: -sum(e[1].values())):
+            spent = sum(libraries.values())
+            if spent / n < 0.010:
+                small += spent
+                continue
+            inside = ", ".join(
+                f"{library} {seconds / n * 1000:.0f}"
+                for library, seconds in sorted(libraries.items(), key=lambda e: -e[1])
+                if seconds / n >= 0.002
+            )
+            print(f"      {spent / n * 1000:5.0f} ms  {function} ({inside})")
+        print(f"      {small / n * 1000:5.0f} ms  the other steps, each under 10 ms")
     counts = {
         "flow run": sum(objects["flow runs"].values()),
         "task run": sum(objects["task runs"].values()),

@@ -27,11 +27,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 _OURS = ("flows", "tasks", "preclose", "models", "offergrid")
+_STEPS = ("flows", "tasks")  # flows orchestrate, tasks hold the steps: the level to report
 _ID = re.compile(r"/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _where(frame: FrameType | None) -> tuple[str, str]:
-    """(our innermost function, the library it is in below it) for a stack."""
+    """(the step: our innermost flow or task function, the code at the top of the stack)."""
     library = ""
     while frame is not None:
         path = Path(frame.f_code.co_filename)
@@ -41,10 +42,12 @@ def _where(frame: FrameType | None) -> tuple[str, str]:
                 library = parts[parts.index("site-packages") + 1].split(".")[0]
         elif ROOT in path.parents:
             relative = path.relative_to(ROOT)
-            if relative.parts[0] in _OURS:
-                return f"{relative.with_suffix('')}.{frame.f_code.co_name}", library or "ours"
+            if not library and relative.parts[0] in _OURS:
+                library = f"our {relative.parts[0]}"
+            if relative.parts[0] in _STEPS:
+                return f"{relative.with_suffix('')}.{frame.f_code.co_name}", library
             if relative.parts[0] == "benchmarks":
-                return "(the driver: flow runs started)", library or "ours"
+                return "(Prefect's engine starting and ending flow runs)", library or "ours"
         elif not library and not str(path).startswith("<"):
             library = "stdlib"
         frame = frame.f_back
