@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, exists, not_, or_
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -196,8 +197,20 @@ def assess_line_risks(
     locked, read again and judged again before anything is written. Most syncs change nothing,
     and a lock per live closing per sync was a write transaction each.
     """
+    # Plain columns, not whole rows: this read covers every live line on every sync.
     statement = (
-        select(OrderItem, PlanLineRow, Placement, Closing)
+        sa_select(
+            col(Closing.id),
+            col(Closing.time_zone),
+            col(OrderItem.status),
+            col(OrderItem.status_at),
+            col(OrderItem.scheduled_for),
+            col(Placement.placed_at),
+            col(PlanLineRow.service_window_end),
+            col(PlanLineRow.service_date),
+            col(PlanLineRow.at_risk),
+            col(PlanLineRow.risk_reason),
+        )
         .join(PlanLineRow, col(PlanLineRow.id) == col(OrderItem.plan_line_id))
         .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
         .join(Closing, col(Closing.id) == col(Placement.closing_id))
@@ -207,9 +220,22 @@ def assess_line_risks(
         statement = statement.where(col(Closing.id) == closing_id)
     moving = sorted(
         {
-            closing.id
-            for item, line, placement, closing in session.exec(statement).all()
-            if _risk_verdict(item, line, placement, closing.time_zone, as_of) is not None
+            row[0]
+            for row in session.execute(statement).all()
+            if reassess(
+                ItemFacts(
+                    status=row[2],
+                    placed_at=row[5],
+                    status_at=row[3],
+                    scheduled_for=row[4],
+                    service_deadline=row[6] or row[7],
+                    time_zone=row[1],
+                    service_start=row[7],
+                ),
+                LineRisk(row[8], row[9]),
+                as_of=as_of,
+            )
+            is not None
         }
     )
     session.rollback()  # the read is over: each closing below is read again under its lock
