@@ -452,6 +452,26 @@ def print_where(
     print(f"    Prefect API calls per closing: {calls_total / n:.1f} ({top})")
 
 
+def print_server_activity(spied: dict[str, int], server_used: float, n: int) -> None:
+    """Prefect's server CPU by what it was doing (py-spy samples, scaled to its measured CPU)."""
+    samples = sum(spied.values())
+    if not samples:
+        print("  (no py-spy: the server's CPU is not broken down by what it was doing)")
+        return
+    print(
+        f"  Prefect's server CPU per closing by what it was doing ({samples} py-spy samples of "
+        f"its busy threads, scaled to its {server_used / n * 1000:.0f} ms):"
+    )
+    small = 0.0
+    for activity, count in sorted(spied.items(), key=lambda entry: -entry[1]):
+        share = count / samples * server_used / n
+        if share >= 0.010:
+            print(f"    {share * 1000:5.0f} ms  {activity}")
+        else:
+            small += share
+    print(f"    {small * 1000:5.0f} ms  the rest, each under 10 ms")
+
+
 def wait_until_quiet(pid: int, most: float = 180.0) -> None:
     """Wait until the tree of `pid` burns under 5% of a core (its queued events are written)."""
     from benchmarks.cpu import tree_cpu_seconds
@@ -485,7 +505,7 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
 
     from benchmarks.ceiling import BacklogSampler
     from benchmarks.cpu import CpuMeter, tree_cpu_seconds
-    from benchmarks.where import CpuSampler, PrefectCalls, server_unit_costs
+    from benchmarks.where import CpuSampler, PrefectCalls, server_profile, server_unit_costs
     from preclose.app.prefect_retries import counting_retry_sleeps
     from preclose.app.serve import prefect_environment, prefect_server
     from preclose.prefect_api import read_server
@@ -516,21 +536,24 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
             # CPU time of the main thread, where flows and their tasks run (not wall time).
             profile = cProfile.Profile(time.thread_time) if args.profile else None
             window = 60 * args.window_scale
-            with (
-                BacklogSampler(settings.database_url, window) as sampler,
-                counting_retry_sleeps() as retries,
-                PrefectCalls().counting() as calls,
-                CpuSampler() as where,
-            ):
-                if profile is not None:
-                    profile.enable()
-                timing = run_preclose(closings, url, args.days, sync_minutes, recorded.pid, where)
-                if profile is not None:
-                    profile.disable()
+            with server_profile(recorded.pid, work / "prefect-server.spy") as spied:
+                with (
+                    BacklogSampler(settings.database_url, window) as sampler,
+                    counting_retry_sleeps() as retries,
+                    PrefectCalls().counting() as calls,
+                    CpuSampler() as where,
+                ):
+                    if profile is not None:
+                        profile.enable()
+                    timing = run_preclose(
+                        closings, url, args.days, sync_minutes, recorded.pid, where
+                    )
+                    if profile is not None:
+                        profile.disable()
+                wait_until_quiet(recorded.pid)
             # The sampler's own CPU is the benchmark's, not the coordinator's.
             timing["cpu"] -= sum(where.own.values())
             timing["cpu_coordinate"] -= where.own.get("coordinating", 0.0)
-            wait_until_quiet(recorded.pid)
             server_cpu.stop()
             sandbox_cpu.stop()
             objects = prefect_objects(work / "prefect" / "prefect.db")  # before the calibration
@@ -609,6 +632,7 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
     top_events = ", ".join(f"{e} {c / n:.1f}" for e, c in objects["events"].most_common(8))
     print(f"    events by name (top 8): {top_events}")
     print_where(where, calls, units, objects, timing, server_cpu.used, idle, n)
+    print_server_activity(spied, server_cpu.used, n)
     if profile is not None:
         print("  coordinator main thread CPU by package (cProfile tottime, its overhead included):")
         spent = profile_by_package(profile)

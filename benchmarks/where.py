@@ -205,3 +205,84 @@ def server_unit_costs(
         ),
         "API call": measured(reads, count * 5),
     }
+
+
+_ENDPOINT = re.compile(
+    r"^(\S+) \(prefect/server/api/(?!server|dependencies|middleware|validation|clients|"
+    r"background_workers|__init__)(\w+)\.py"
+)
+_SERVICE = re.compile(r"\(prefect/server/(?:events/)?(?:services/)?(\w+)\.py")
+_SERVICE_MODULES = {
+    "task_run_recorder",
+    "event_persister",
+    "triggers",
+    "actions",
+    "scheduler",
+    "late_runs",
+    "foreman",
+    "repossessor",
+    "cancellation_cleanup",
+    "pause_expirations",
+    "cleanup_reconciler",
+    "db_vacuum",
+    "proactive_triggers",
+    "reactive_triggers",
+    "ordering",
+    "event_logger",
+}
+
+
+def server_activity(stack: str) -> str:
+    """What a sampled stack of Prefect's server was doing: an API endpoint, a service, or else."""
+    frames = stack.split(";")
+    for frame in frames:
+        endpoint = _ENDPOINT.match(frame)
+        if endpoint is not None:
+            return f"API {endpoint.group(2)}.{endpoint.group(1)}"
+    for frame in frames:
+        service = _SERVICE.search(frame)
+        if service is not None and service.group(1) in _SERVICE_MODULES:
+            return f"service {service.group(1)}"
+    if any(name in stack for name in ("uvicorn/", "starlette/", "fastapi/", "h11/")):
+        return "HTTP handling outside an endpoint (uvicorn, FastAPI, middleware)"
+    return "other (event loop, messaging, start-up leftovers)"
+
+
+@contextmanager
+def server_profile(pid: int, into: Path) -> Iterator[dict[str, int]]:
+    """py-spy samples of `pid` and its children while the block runs, by `server_activity`.
+
+    Sampled from outside (`--nonblocking`: the server is never paused); py-spy's own CPU is its
+    process's, not the server's. Idle threads are not sampled, so the counts follow CPU use.
+    The dict yielded is filled when the block ends (empty without py-spy).
+    """
+    import shutil
+    import signal
+    import subprocess
+
+    counts: dict[str, int] = {}
+    spy = shutil.which("py-spy")
+    if spy is None:
+        yield counts
+        return
+    command = [spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
+    recorder = subprocess.Popen(  # noqa: S603  (py-spy, fixed arguments)
+        [*command, "--rate", "200", "--format", "raw", "--output", str(into)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield counts
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        try:
+            recorder.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            recorder.wait()
+        if into.exists():
+            for line in into.read_text(errors="replace").splitlines():
+                stack, _, count = line.rpartition(" ")
+                if stack and count.isdigit():
+                    activity = server_activity(stack)
+                    counts[activity] = counts.get(activity, 0) + int(count)
