@@ -232,9 +232,25 @@ _SERVICE_MODULES = {
 }
 
 
-def server_activity(stack: str) -> str:
-    """What a sampled stack of Prefect's server was doing: an API endpoint, a service, or else."""
+# Leaves of a thread that waits: py-spy (non-blocking) samples some of them as busy.
+_WAITING = (
+    "EpollSelector.select ",
+    "Condition.wait ",
+    "Event.wait ",
+    "_connection_worker_thread ",
+    "_worker (concurrent/futures/thread.py",
+    "Queue.get ",
+    "sleep ",
+    "process ",
+)
+
+
+def server_activity(stack: str) -> str | None:
+    """What a sampled stack of Prefect's server was doing: an API endpoint, a service, or else;
+    None for a thread that was only waiting."""
     frames = stack.split(";")
+    if frames[-1].startswith(_WAITING):
+        return None
     for frame in frames:
         endpoint = _ENDPOINT.match(frame)
         if endpoint is not None:
@@ -243,9 +259,13 @@ def server_activity(stack: str) -> str:
         service = _SERVICE.search(frame)
         if service is not None and service.group(1) in _SERVICE_MODULES:
             return f"service {service.group(1)}"
+    if "aiosqlite/" in stack:
+        return "SQLite statements in aiosqlite's thread (for any endpoint or service above)"
+    if "docket/" in stack or "redis/" in stack:
+        return "docket, its background task queue (in-memory Redis)"
     if any(name in stack for name in ("uvicorn/", "starlette/", "fastapi/", "h11/")):
         return "HTTP handling outside an endpoint (uvicorn, FastAPI, middleware)"
-    return "other (event loop, messaging, start-up leftovers)"
+    return "other (the event loop, in-memory messaging)"
 
 
 @contextmanager
@@ -283,6 +303,6 @@ def server_profile(pid: int, into: Path) -> Iterator[dict[str, int]]:
         if into.exists():
             for line in into.read_text(errors="replace").splitlines():
                 stack, _, count = line.rpartition(" ")
-                if stack and count.isdigit():
-                    activity = server_activity(stack)
+                activity = server_activity(stack) if stack and count.isdigit() else None
+                if activity is not None:
                     counts[activity] = counts.get(activity, 0) + int(count)
