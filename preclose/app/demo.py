@@ -89,9 +89,9 @@ def run_demo(*, closings: int, seed: int, console: Console) -> DemoOutcome:
 
     from offergrid_sandbox.config import RESELLER_KEY, SandboxConfig, SimulationConfig
     from offergrid_sandbox.server import running_sandbox
-    from preclose.prefect_api import one_prefect_client
     from preclose.app.prefect_retries import counting_retry_sleeps
     from preclose.app.serve import prefect_server
+    from preclose.prefect_api import one_prefect_client
     from preclose.settings import get_settings
 
     started = time.perf_counter()
