@@ -10,6 +10,10 @@ prints:
   (its whole process tree, read from /proc), each apart and summed; the local Offergrid's apart
   (not ours); the Prefect objects per closing behind the server's share (task runs by name, flow
   runs, events, artifacts, logs), and with --profile the coordinator's CPU by package;
+- where every 10 ms per closing goes (benchmarks/where.py): the coordinator's threads sampled by
+  phase and step; the server's CPU as what we asked of it (flow runs, task runs, artifacts, API
+  calls by route) times each one's cost measured on the same server after the run, the rest
+  printed as unexplained; and the server's py-spy samples by endpoint and service;
 - Prefect client retry sleeps (after 503/429 from its own server) and the server's 503s;
 - Offergrid requests per closing, by endpoint, the 429s, and the floor: one catalog read per ZIP,
   one POST per order Offergrid holds, one status read per sync while an item is open, the rest
@@ -458,9 +462,15 @@ def print_server_activity(spied: dict[str, int], server_used: float, n: int) -> 
     if not samples:
         print("  (no py-spy: the server's CPU is not broken down by what it was doing)")
         return
+    from benchmarks.where import SPY_RATE
+
+    busy = samples / SPY_RATE
     print(
-        f"  Prefect's server CPU per closing by what it was doing ({samples} py-spy samples of "
-        f"its busy threads, scaled to its {server_used / n * 1000:.0f} ms):"
+        f"  Prefect's server CPU per closing by what it was doing: {samples} py-spy samples of its "
+        f"busy threads ({busy:.0f} s busy against {server_used:.0f} s of CPU measured: a thread "
+        "blocked outside Python counts as busy), their shares scaled to its "
+        f"{server_used / n * 1000:.0f} ms; coroutines of one request can run apart from its "
+        "endpoint's frame, so 'outside an endpoint' and 'other' hold request work too:"
     )
     small = 0.0
     for activity, count in sorted(spied.items(), key=lambda entry: -entry[1]):

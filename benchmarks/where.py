@@ -233,6 +233,7 @@ _SERVICE_MODULES = {
 
 
 # Leaves of a thread that waits: py-spy (non-blocking) samples some of them as busy.
+SPY_RATE = 200  # samples a second
 _WAITING = (
     "EpollSelector.select ",
     "Condition.wait ",
@@ -287,7 +288,7 @@ def server_profile(pid: int, into: Path) -> Iterator[dict[str, int]]:
         return
     command = [spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
     recorder = subprocess.Popen(  # noqa: S603  (py-spy, fixed arguments)
-        [*command, "--rate", "200", "--format", "raw", "--output", str(into)],
+        [*command, "--rate", str(SPY_RATE), "--format", "raw", "--output", str(into)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
