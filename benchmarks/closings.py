@@ -467,8 +467,8 @@ def print_server_activity(spied: dict[str, int], server_used: float, n: int) -> 
     busy = samples / SPY_RATE
     print(
         f"  Prefect's server CPU per closing by what it was doing: {samples} py-spy samples of its "
-        f"busy threads ({busy:.0f} s busy against {server_used:.0f} s of CPU measured: a thread "
-        "blocked outside Python counts as busy), their shares scaled to its "
+        f"busy threads ({busy:.0f} s busy against {server_used:.0f} s of CPU measured: py-spy "
+        "guesses which threads are busy, from outside), their shares scaled to its "
         f"{server_used / n * 1000:.0f} ms; coroutines of one request can run apart from its "
         "endpoint's frame, so 'outside an endpoint' and 'other' hold request work too:"
     )
