@@ -113,6 +113,7 @@ class SlotReuse:
     reuses: int
     seconds: float  # their gaps, summed
     window: float
+    limit: int  # slots: calls the ceiling lets in one window
 
     @property
     def share(self) -> float:
@@ -124,10 +125,14 @@ class SlotReuse:
         if not self.reuses:
             return "no step was handed more calls than one window allows: nothing to measure"
         return (
-            f"{self.share:.1%} ({self.reuses} slot reuses over {self.seconds / self.window:.1f} "
-            f"windows of backlog; mean gap {self.seconds / self.reuses:.2f} s against "
-            f"{self.window:g} s)"
+            f"{self.share:.1%} ({self.reuses} slot reuses, {self.windows:.1f} windows of "
+            f"backlog; mean gap {self.seconds / self.reuses:.2f} s against {self.window:g} s)"
         )
+
+    @property
+    def windows(self) -> float:
+        """How long the backlog lasted, in windows: every slot cycles side by side."""
+        return self.seconds / self.limit / self.window
 
 
 def slot_reuse(
@@ -148,4 +153,4 @@ def slot_reuse(
         gaps = [inside[i + limit] - inside[i] for i in range(len(inside) - limit)]
         reuses += len(gaps)
         seconds += sum(gaps)
-    return SlotReuse(reuses=reuses, seconds=seconds, window=window)
+    return SlotReuse(reuses=reuses, seconds=seconds, window=window, limit=limit)

@@ -15,7 +15,9 @@ def _batches(count: int, size: int, every: float, start: float = 1000.0) -> list
 def test_a_slot_used_again_the_moment_it_frees_is_the_whole_ceiling() -> None:
     """Bursts of the limit exactly one window apart use 100% of it."""
     arrivals = _batches(5, 20, 10.0)
-    assert slot_reuse(arrivals, [(0.0, 2000.0)], 20, 10.0).share == pytest.approx(1.0)
+    figure = slot_reuse(arrivals, [(0.0, 2000.0)], 20, 10.0)
+    assert figure.share == pytest.approx(1.0)
+    assert figure.windows == pytest.approx(4.0)  # 80 reuses of 20 slots, each one window long
 
 
 def test_our_margin_and_answer_dating_show_as_a_lower_share() -> None:
