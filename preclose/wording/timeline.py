@@ -114,8 +114,6 @@ def window_chart(
             cells[column(closing_date)] = "│"
         mark = " ⚠" if line.at_risk else (" ✓" if line.state == "fulfilled" else "")
         rows.append(f"{name:<{width}}{''.join(cells)}{mark}")
-    rows.append(
-        f"{'':<{width}}▲ order placed  ━ lead time  ● service needed  "
-        f"│ closing {closing_date:%b %-d}"
-    )
+    # Not indented under the names: indented, it no longer fits 80 columns and wraps.
+    rows.append(f"▲ order placed  ━ lead time  ● service needed  │ closing {closing_date:%b %-d}")
     return "\n".join(rows)
