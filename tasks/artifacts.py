@@ -139,10 +139,9 @@ def publish(closing_id: uuid.UUID, as_of: datetime) -> None:
 
 
 # The health figures move with every call (the sync's own read among them): refreshed at most this
-# often by one process, and only when they changed.
+# often, by whichever process syncs (our table says when it last was), and only when they changed.
 HEALTH_EVERY = timedelta(hours=1)
 HEALTH_KEY = "offergrid-health"
-_health_published: list[datetime] = []
 
 
 def publish_health(hours: float = 24) -> bool:
@@ -151,10 +150,11 @@ def publish_health(hours: float = 24) -> bool:
     A report failure is logged as a warning, never a failed sync.
     """
     until = datetime.now(UTC)
-    if _health_published and until - _health_published[-1] < HEALTH_EVERY:
-        return False
     try:
         with db_session() as session:
+            last = repository.last_published_at(session=session, key=HEALTH_KEY)
+            if last is not None and until - last < HEALTH_EVERY:
+                return False
             figures = integration_health(
                 session=session, since=until - timedelta(hours=hours), until=until
             )
@@ -172,5 +172,4 @@ def publish_health(hours: float = 24) -> bool:
     except Exception as err:
         get_run_logger().warning("Could not publish the Offergrid health (%s)", type(err).__name__)
         return False
-    _health_published[:] = [until]
     return True

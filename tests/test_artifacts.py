@@ -1,0 +1,78 @@
+"""Artifacts: a new version only when a person has news, whichever process publishes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from models.tables import PlanLineRow, PublishedArtifact, StatusSource
+from preclose.runtime import db_session
+from preclose.storage import repository
+from tasks import artifacts
+from tests.fixtures_pages import StoredClosing
+from tests.fixtures_pages import stored as stored
+
+
+def _facts(stored: StoredClosing) -> tuple[object, ...]:
+    with db_session(stored.settings) as session:
+        closing = repository.get_closing(session=session, closing_id=stored.closing_id)
+        assert closing is not None
+        records = repository.list_line_orders(session=session, closing_id=stored.closing_id)
+        return artifacts.milestone_facts(closing, records)
+
+
+def _set_line(stored: StoredClosing, category: str, **values: object) -> None:
+    with db_session(stored.settings) as session:
+        line = next(
+            row
+            for row in repository.list_plan_lines(session=session, closing_id=stored.closing_id)
+            if row.category == category
+        )
+        row = session.get(PlanLineRow, line.id)
+        assert row is not None
+        for name, value in values.items():
+            setattr(row, name, value)
+        session.add(row)
+        session.commit()
+
+
+def test_an_order_on_its_way_is_no_milestone_and_a_live_service_is(stored: StoredClosing) -> None:
+    """Booked after accepted changes nothing shown; the service going live, or a risk, does."""
+    before = _facts(stored)
+    with db_session(stored.settings) as session:
+        repository.upsert_item_status(
+            session=session,
+            offergrid_item_id="item-CL-PAGE-1-2",
+            status="scheduled",
+            at=datetime(2026, 12, 1, tzinfo=UTC),
+            source=StatusSource.sync,
+            scheduled_for=datetime(2026, 12, 10, tzinfo=UTC),
+        )
+    assert _facts(stored) == before
+    _set_line(stored, stored.risky_category, state="fulfilled")
+    live = _facts(stored)
+    assert live != before
+    _set_line(stored, stored.risky_category, at_risk=False, risk_reason=None)
+    assert _facts(stored) != live
+
+
+def test_health_is_published_at_most_hourly_whichever_process_syncs(
+    stored: StoredClosing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version recorded by another process ten minutes ago holds this one back, before any
+    report is read or Prefect is called."""
+    monkeypatch.setenv("PRECLOSE_DATABASE_URL", stored.settings.database_url)
+    monkeypatch.setenv("PRECLOSE_DATA_DIR", str(stored.settings.data_dir))
+    with db_session(stored.settings) as session:
+        repository.record_published(session=session, digests={artifacts.HEALTH_KEY: "earlier"})
+    calls: list[str] = []
+    monkeypatch.setattr(artifacts, "create_markdown_artifact", lambda **kw: calls.append("new"))
+    monkeypatch.setattr(artifacts, "integration_health", lambda **kw: calls.append("read"))
+
+    assert artifacts.publish_health() is False
+    assert calls == []
+
+    with db_session(stored.settings) as session:
+        row = session.get(PublishedArtifact, artifacts.HEALTH_KEY)
+    assert row is not None and datetime.now(UTC) - row.published_at < timedelta(hours=1)
