@@ -186,14 +186,15 @@ def live_moments(
 
 def window_figures(
     moments: dict[str, tuple[datetime | None, datetime | None]],
-) -> dict[str, tuple[int, int]]:
+) -> dict[str, Any]:
     """Each service against its window, from the stored plan lines and Offergrid's histories.
 
     - "on_time": essential lines live (completed or active) by their needed-by day (the window's
       end), out of the essential lines (every bench closing is booked 21-45 days out);
     - "early": lines live before possession or more than one day before their requested start,
       out of the lines that went live;
-    - "insured": closings whose insurance was active by the end of closing day, out of closings.
+    - "insured": closings whose insurance was active by the end of closing day, out of closings;
+    - "late": the late essential lines counted by kind (re-picked, never live, live n days late).
     Each category counts once per closing: its latest attempt decides.
     """
     from zoneinfo import ZoneInfo
@@ -204,6 +205,7 @@ def window_figures(
     from preclose.runtime import db_session
 
     on_time = essential = early = live_lines = insured = 0
+    late: Counter[str] = Counter()
     with db_session() as session:
         closings = session.exec(select(Closing)).all()
         rows = session.exec(
@@ -227,6 +229,8 @@ def window_figures(
             if line.importance == "essential":
                 essential += 1
                 on_time += live_day is not None and live_day <= needed_by
+                if live_day is None or live_day > needed_by:
+                    late[_why_late(line.attempt, live_day, needed_by)] += 1
             if live_day is not None:
                 live_lines += 1
                 early += live_day < possession or (line.service_date - live_day).days > 1
@@ -236,7 +240,19 @@ def window_figures(
         "on_time": (on_time, essential),
         "early": (early, live_lines),
         "insured": (insured, len(closings)),
+        "late": late,
     }
+
+
+def _why_late(attempt: int, live_day: date | None, needed_by: date) -> str:
+    """Which kind of late an essential line is, as the figures name it."""
+    if attempt > 1:
+        return "re-picked after a rejection or failed install" + (
+            ", not live by the end" if live_day is None else ", live late"
+        )
+    if live_day is None:
+        return "first order not live by the end"
+    return f"first order live {(live_day - needed_by).days} day(s) late"
 
 
 def run_preclose(
@@ -662,6 +678,9 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
         count, out_of = figures[key]
         share = f" ({count / out_of:.1%})" if out_of else ""
         print(f"  {text}: {count}/{out_of}{share}, {goal}")
+        if key == "on_time":
+            for why, late in sorted(figures["late"].items(), key=lambda kv: -kv[1]):
+                print(f"    late: {late} {why}")
     return {"total": total, "floor": floor, "label": label}
 
 

@@ -570,6 +570,37 @@ def test_rejections_stop_at_the_attempt_limit_and_flag_the_category_for_a_person
     assert "Priya's power needs a decision" in {m["subject"] for m in _messages("needs_person")}
 
 
+def test_an_essential_service_a_person_must_choose_keeps_the_closing_from_fulfilled(
+    offergrid: SandboxServer,
+) -> None:
+    """Power refused with no other offer to pick: every other service goes live, and the closing
+    stays active with Power flagged for a person; it is never reported fulfilled."""
+    httpx.put(
+        f"{offergrid.url}/sandbox/simulation",
+        json=SimulationConfig(rejection_rate=0, failure_rate=0).model_dump(),
+    ).raise_for_status()
+    closing = _coordinated(offergrid)
+    _on(offergrid, date(2027, 3, 17))  # Power's instant plan is ordered
+    _provider_sets(offergrid, _item_id(offergrid, "energy"), "rejected", "No service here")
+    _later(offergrid, 1)
+    energy = _lines(closing.crm_closing_id, "energy")
+    assert [line.state for line in energy] == [PlanLineState.rejected, PlanLineState.skipped]
+    assert energy[1].at_risk
+
+    for day in (date(2027, 3, 24), date(2027, 4, 7), date(2027, 4, 30)):
+        _on(offergrid, day)
+
+    with db_session() as session:
+        row = repository.get_closing_by_crm_id(
+            session=session, crm_closing_id=closing.crm_closing_id
+        )
+        assert row is not None
+        lines = repository.list_plan_lines(session=session, closing_id=row.id)
+    others = {line.category: line.state for line in lines if line.category != "energy"}
+    assert others and set(others.values()) == {PlanLineState.fulfilled}
+    assert row.status == ClosingStatus.active
+
+
 def test_failed_install_is_told_and_repicked(offergrid: SandboxServer) -> None:
     """An installation that fails is told to buyer and agent and ordered from the next offer."""
     closing = _coordinated(offergrid)

@@ -79,6 +79,12 @@ def test_progress_from_the_plan_lines(states: list[str], event: Event | None) ->
     assert lifecycle.progress_event(PlanLineState(s) for s in states) == event
 
 
+def test_a_service_a_person_must_choose_holds_the_closing_short_of_fulfilled() -> None:
+    """Every ordered service live, one essential with no offer left: live, not fulfilled."""
+    states = [PlanLineState.fulfilled, PlanLineState.skipped, PlanLineState.fulfilled]
+    assert lifecycle.progress_event(states, a_person_must_choose=True) == Event.service_live
+
+
 def test_may_change_is_one_rule() -> None:
     """A fall-through is taken until the closing fell through; other changes while it is live."""
     for status in (S.received, S.planned, S.ordering, S.active, S.needs_attention):

@@ -153,17 +153,20 @@ def allows(current: ClosingStatus, event: Event) -> bool:
     return ClosingStatus(current) in _MOVES[event].sources
 
 
-def progress_event(line_states: Iterable[PlanLineState | str]) -> Event | None:
+def progress_event(
+    line_states: Iterable[PlanLineState | str], *, a_person_must_choose: bool = False
+) -> Event | None:
     """The step the closing's current plan lines call for, from least to most advanced.
 
     Skipped lines (nothing to order) do not count; a line cancelled for a re-order or ended for a
-    re-pick does not move the closing back.
+    re-pick does not move the closing back. While a person must choose an essential service's
+    offer (none was left to pick), the closing is not fulfilled, however many others are live.
     """
     states = [PlanLineState(s) for s in line_states if PlanLineState(s) != PlanLineState.skipped]
     if not states:
         return None
     if all(s == PlanLineState.fulfilled for s in states):
-        return Event.all_live
+        return Event.service_live if a_person_must_choose else Event.all_live
     if any(s == PlanLineState.fulfilled for s in states):
         return Event.service_live
     if any(s in (PlanLineState.placed, PlanLineState.placing) for s in states):

@@ -11,7 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from models.closing import ClosingRequest
-from models.tables import Closing, ClosingCreate, ClosingStatus, PlanLineRow, utcnow
+from models.tables import (
+    Closing,
+    ClosingCreate,
+    ClosingStatus,
+    PlanLineRow,
+    PlanLineState,
+    utcnow,
+)
 from preclose.rules import lifecycle
 from preclose.rules.lifecycle import Event, TransitionRefused
 from preclose.storage.repository._base import (
@@ -186,12 +193,16 @@ def advance_closing(*, session: Session, closing_id: uuid.UUID) -> Closing:
     Under the closing's lock; a closing that is not live, or already that far, stays as it is.
     """
     closing = _lock_closing(session, closing_id)
-    states = session.exec(
-        select(PlanLineRow.state).where(
+    lines = session.exec(
+        select(PlanLineRow.state, PlanLineRow.at_risk).where(
             col(PlanLineRow.closing_id) == closing_id, _current_line_filter(PlanLineRow)
         )
     ).all()
-    event = lifecycle.progress_event(states)
+    # A skipped line flagged at risk is an essential service with no offer left to order.
+    must_choose = any(state == PlanLineState.skipped and at_risk for state, at_risk in lines)
+    event = lifecycle.progress_event(
+        (state for state, _ in lines), a_person_must_choose=must_choose
+    )
     status = ClosingStatus(closing.status)
     # Each step implies the ones before it: a closing seen fulfilled at once skips ordering.
     if event is not None and lifecycle.allows(status, event):

@@ -163,7 +163,8 @@ _LINE = aliased(PlanLineRow, name="closing_line")
 
 
 def _fulfilled_closing_filter() -> Any:
-    """True for a closing whose current lines are all fulfilled or skipped, some fulfilled."""
+    """True for a closing whose current lines are all fulfilled or skipped, some fulfilled, and
+    none an essential service skipped for want of an offer (at risk: a person must choose)."""
     line = _LINE
     current = and_(col(line.closing_id) == col(Closing.id), _current_line_filter(line))
     return and_(
@@ -174,6 +175,7 @@ def _fulfilled_closing_filter() -> Any:
                 col(line.state).not_in([PlanLineState.fulfilled, PlanLineState.skipped]),
             )
         ),
+        not_(exists().where(current, col(line.state) == PlanLineState.skipped, col(line.at_risk))),
     )
 
 
