@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from models.tables import Closing, CrmRequest, CrmRequestKind
@@ -78,12 +78,9 @@ def start_pending_runs(*, settings: Settings | None = None) -> list[uuid.UUID]:
             if row is not None:
                 jobs.append((submission_of(row, request, False), request))
     for submission, request in jobs:
-        try:
-            done = ensure_started(submission, request, settings)
-        except RunNotStartedError:
-            continue
-        if done.flow_run_id is not None:
-            started.append(done.flow_run_id)
+        run_id = _start(submission, request, settings)
+        if run_id is not None:
+            started.append(run_id)
     return started
 
 
@@ -170,12 +167,9 @@ def restart_stranded(
             row = repository.get_closing(session=session, closing_id=request.closing_id)
             assert row is not None
             submission = submission_of(row, fresh, False)
-        try:
-            done = ensure_started(submission, fresh, settings)
-        except RunNotStartedError:
-            continue
-        if done.flow_run_id is not None:
-            restarted.append(done.flow_run_id)
+        run_id = _start(submission, fresh, settings)
+        if run_id is not None:
+            restarted.append(run_id)
     return Reconciled(restarted=restarted, gave_up=gave_up, checked=len(open_requests))
 
 
@@ -296,14 +290,17 @@ def ensure_started(
     logger.info(
         "Started %s run %s for closing %s", deployment, flow_run.id, submission.crm_closing_id
     )
-    return Submission(
-        closing_id=submission.closing_id,
-        crm_closing_id=submission.crm_closing_id,
-        request_id=submission.request_id,
-        kind=submission.kind,
-        new=submission.new,
-        flow_run_id=flow_run.id,
-    )
+    return replace(submission, flow_run_id=flow_run.id)
+
+
+def _start(
+    submission: Submission, request: CrmRequest, settings: Settings | None
+) -> uuid.UUID | None:
+    """The run started for a request, or None while it still cannot be (the reason is recorded)."""
+    try:
+        return ensure_started(submission, request, settings).flow_run_id
+    except RunNotStartedError:
+        return None
 
 
 def _record_not_started(request_id: uuid.UUID, reason: str, settings: Settings | None) -> None:

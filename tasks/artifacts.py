@@ -30,12 +30,6 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def _unchanged(key: str, digest: str) -> bool:
-    """Whether `digest` is what the key last showed, in any process (our database says)."""
-    with db_session() as session:
-        return repository.published_digests(session=session, keys=[key]).get(key) == digest
-
-
 def _published(digests: dict[str, str]) -> None:
     if digests:
         with db_session() as session:
@@ -152,8 +146,8 @@ def publish_health(hours: float = 24) -> bool:
     until = datetime.now(UTC)
     try:
         with db_session() as session:
-            last = repository.last_published_at(session=session, key=HEALTH_KEY)
-            if last is not None and until - last < HEALTH_EVERY:
+            last = repository.last_published(session=session, key=HEALTH_KEY)
+            if last is not None and until - last.published_at < HEALTH_EVERY:
                 return False
             figures = integration_health(
                 session=session, since=until - timedelta(hours=hours), until=until
@@ -161,7 +155,7 @@ def publish_health(hours: float = 24) -> bool:
         markdown = health_markdown(figures)
         # The first line dates the window (to the minute): the figures below it are the content.
         digest = _digest(markdown.partition("\n")[2])
-        if _unchanged(HEALTH_KEY, digest):
+        if last is not None and last.digest == digest:
             return False
         create_markdown_artifact(
             key=HEALTH_KEY,

@@ -76,7 +76,7 @@ from preclose.storage.repository.events import (
     record_webhook_event,
     told_keys,
 )
-from preclose.storage.repository.events import last_published_at as last_published_at
+from preclose.storage.repository.events import last_published as last_published
 from preclose.storage.repository.events import list_notification_keys as list_notification_keys
 from preclose.storage.repository.events import notification_key as notification_key
 from preclose.storage.repository.events import published_digests as published_digests

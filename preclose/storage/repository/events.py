@@ -203,10 +203,9 @@ def published_digests(*, session: Session, keys: list[str]) -> dict[str, str]:
     return {row.key: row.digest for row in rows}
 
 
-def last_published_at(*, session: Session, key: str) -> datetime | None:
-    """When a new version was last published under this artifact key, by any process."""
-    row = session.get(PublishedArtifact, key)
-    return row.published_at if row is not None else None
+def last_published(*, session: Session, key: str) -> PublishedArtifact | None:
+    """What was last published under this artifact key, and when, by any process."""
+    return session.get(PublishedArtifact, key)
 
 
 def record_published(*, session: Session, digests: dict[str, str]) -> None:
