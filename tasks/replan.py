@@ -150,7 +150,7 @@ def _repick(line: PlanLineRow, as_of: datetime, max_attempts: int) -> RepickResu
     if not lifecycle.is_repickable(
         ClosingStatus(closing_row.status), line.state, has_offer=line.offer_id is not None
     ):
-        return None  # the closing fell through (or needs a person) since the line was listed
+        return None  # the closing fell through (or is fulfilled) since the line was listed
     failures = sum(a.state in (PlanLineState.rejected, PlanLineState.failed) for a in attempts)
     tried = {a.offer_id for a in attempts if a.offer_id}
     install_failed = line.state == PlanLineState.failed

@@ -130,7 +130,7 @@ def sync_closing_schedule(closing_id: uuid.UUID, as_of: datetime | None = None) 
         if closing is None:
             raise LookupError(f"closing_id: no closing {closing_id}")
         lines = repository.list_plan_lines(session=session, closing_id=closing_id)
-    live = closing.status in repository.LIVE_CLOSING_STATUSES
+    live = closing.status in repository.TRACKED_CLOSING_STATUSES
     wanted = wanted_runs(
         crm_closing_id=closing.crm_closing_id,
         time_zone=closing.time_zone,

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prefect import Flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.flow_engine import run_flow
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.states import State
 
+from flows.change import change_closing
+from flows.coordinate import coordinate_closing
 from offergrid_sandbox.config import RESELLER_KEY, SandboxConfig, SimulationConfig
 from offergrid_sandbox.server import SandboxServer, running_sandbox
 from preclose.settings import get_settings
@@ -50,3 +60,40 @@ def preclose_on_local_offergrid(
             yield server
         dispose_engines()
         get_settings.cache_clear()
+
+
+def register_deployments(*names: str) -> None:
+    """Register deployments (`flow/deployment` names) on Prefect's test API, with no runner."""
+
+    async def register() -> None:
+        async with get_client() as client:
+            for name in names:
+                flow_name, deployment = name.split("/")
+                flow_id = await client.create_flow_from_name(flow_name)
+                await client.create_deployment(flow_id=flow_id, name=deployment)
+
+    asyncio.run(register())
+
+
+def read_run(run_id: uuid.UUID) -> FlowRun:
+    """The flow run with this ID, as Prefect's API holds it."""
+
+    async def read() -> FlowRun:
+        async with get_client() as client:
+            return await client.read_flow_run(run_id)
+
+    return asyncio.run(read())
+
+
+def execute_created_run(run_id: uuid.UUID, server: SandboxServer) -> State[Any]:
+    """Run a created coordinate or change run in this process, as a runner would, on the
+    sandbox's clock."""
+    run = read_run(run_id)
+    flows: dict[str, Flow[Any, Any]] = {"coordinate": coordinate_closing, "change": change_closing}
+    flow = flows[run.name.split()[0]]
+    parameters = {**run.parameters, "as_of": server.sandbox.clock.now()}
+    if "request_id" in parameters:
+        parameters["request_id"] = uuid.UUID(str(parameters["request_id"]))
+    state = run_flow(flow, flow_run=run, parameters=parameters, return_type="state")
+    assert isinstance(state, State)
+    return state

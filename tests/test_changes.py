@@ -41,14 +41,20 @@ from models.tables import (
 from offergrid import OffergridClient
 from offergrid_sandbox.config import PROVIDER_KEY, SimulationConfig
 from offergrid_sandbox.server import SandboxServer
+from preclose.app import crm
 from preclose.app.api.webhooks import handle_delivery
 from preclose.app.samples import sample_closings
+from preclose.names import COORDINATE
 from preclose.runtime import db_session
 from preclose.settings import get_settings
 from preclose.storage import repository
 from tasks.orders import place_order, prepare_placements
 from tests import fixtures_db, fixtures_sandbox
-from tests.fixtures_flows import preclose_on_local_offergrid
+from tests.fixtures_flows import (
+    execute_created_run,
+    preclose_on_local_offergrid,
+    register_deployments,
+)
 from tests.test_storage import (
     CLOSING_DAY,
     T0,
@@ -570,35 +576,58 @@ def test_rejections_stop_at_the_attempt_limit_and_flag_the_category_for_a_person
     assert "Priya's power needs a decision" in {m["subject"] for m in _messages("needs_person")}
 
 
-def test_an_essential_service_a_person_must_choose_keeps_the_closing_from_fulfilled(
+def test_a_service_with_no_offer_left_needs_attention_and_a_retry_orders_it(
     offergrid: SandboxServer,
 ) -> None:
-    """Power refused with no other offer to pick: every other service goes live, and the closing
-    stays active with Power flagged for a person; it is never reported fulfilled."""
+    """Power refused with no other offer to pick: the closing needs attention with that reason, its
+    other services are still ordered and go live (it is never reported fulfilled), the agent is
+    told once, and a retry orders Power again; the closing then ends fulfilled."""
     httpx.put(
         f"{offergrid.url}/sandbox/simulation",
         json=SimulationConfig(rejection_rate=0, failure_rate=0).model_dump(),
     ).raise_for_status()
     closing = _coordinated(offergrid)
+    crm_id = closing.crm_closing_id
     _on(offergrid, date(2027, 3, 17))  # Power's instant plan is ordered
     _provider_sets(offergrid, _item_id(offergrid, "energy"), "rejected", "No service here")
     _later(offergrid, 1)
-    energy = _lines(closing.crm_closing_id, "energy")
+    energy = _lines(crm_id, "energy")
     assert [line.state for line in energy] == [PlanLineState.rejected, PlanLineState.skipped]
     assert energy[1].at_risk
+    held = _closing_row(crm_id)
+    assert held.status == ClosingStatus.needs_attention and held.attention_at is not None
+    assert held.attention_reason == energy[1].risk_reason
+    assert "Power: no other offer" in (held.attention_reason or "")
 
+    # Move-in and after: the services on their way go on while the closing waits for a person.
     for day in (date(2027, 3, 24), date(2027, 4, 7), date(2027, 4, 30)):
         _on(offergrid, day)
+    lines = {line.category: line.state for line in _lines_of(crm_id)}
+    others = {category: state for category, state in lines.items() if category != "energy"}
+    assert len(others) >= 3 and set(others.values()) == {PlanLineState.fulfilled}
+    assert _closing_row(crm_id).status == ClosingStatus.needs_attention
+    told = [m for m in _outbox() if m["milestone"] in ("needs_person", "needs_attention")]
+    assert [(m["milestone"], m["audience"]) for m in told] == [("needs_person", "agent")]
 
+    register_deployments(COORDINATE)
+    run_id = crm.retry_closing(crm_id)
+    assert crm.retry_closing(crm_id) == run_id  # a resend: the same run
+    assert execute_created_run(run_id, offergrid).is_completed()
+    energy = _lines(crm_id, "energy")
+    assert [line.state for line in energy] == [PlanLineState.rejected, PlanLineState.placed]
+    assert _closing_row(crm_id).attention_reason is None
+
+    _later(offergrid, 24)
+    assert _lines(crm_id, "energy")[-1].state == PlanLineState.fulfilled
+    assert _closing_row(crm_id).status == ClosingStatus.fulfilled
+
+
+def _lines_of(crm_closing_id: str) -> list[PlanLineRow]:
+    """The closing's current lines."""
     with db_session() as session:
-        row = repository.get_closing_by_crm_id(
-            session=session, crm_closing_id=closing.crm_closing_id
-        )
+        row = repository.get_closing_by_crm_id(session=session, crm_closing_id=crm_closing_id)
         assert row is not None
-        lines = repository.list_plan_lines(session=session, closing_id=row.id)
-    others = {line.category: line.state for line in lines if line.category != "energy"}
-    assert others and set(others.values()) == {PlanLineState.fulfilled}
-    assert row.status == ClosingStatus.active
+        return repository.list_plan_lines(session=session, closing_id=row.id)
 
 
 def test_failed_install_is_told_and_repicked(offergrid: SandboxServer) -> None:

@@ -10,19 +10,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from prefect import Flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun
-from prefect.flow_engine import run_flow
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, get_current_settings, temporary_settings
-from prefect.states import Crashed, State
+from prefect.states import Crashed
 from starlette.testclient import TestClient
 
-from flows.change import change_closing
-from flows.coordinate import coordinate_closing
 from flows.place import place_due_orders
 from flows.reconcile import reconcile_intake
 from flows.sync import sync_orders
@@ -38,7 +32,12 @@ from preclose.names import CHANGE, COORDINATE
 from preclose.runtime import db_session
 from preclose.settings import get_settings
 from preclose.storage import repository
-from tests.fixtures_flows import preclose_on_local_offergrid
+from tests.fixtures_flows import (
+    execute_created_run,
+    preclose_on_local_offergrid,
+    read_run,
+    register_deployments,
+)
 
 START = datetime.now(UTC).replace(microsecond=0)
 
@@ -50,24 +49,8 @@ def offergrid(
     """The local Offergrid, a fresh database, and the coordinate and change deployments (no
     runner: the tests run each created flow run themselves, as a runner would)."""
     with preclose_on_local_offergrid(monkeypatch, tmp_path, start=START) as server:
-        asyncio.run(_register(COORDINATE, CHANGE))
+        register_deployments(COORDINATE, CHANGE)
         yield server
-
-
-async def _register(*names: str) -> None:
-    async with get_client() as client:
-        for name in names:
-            flow_name, deployment = name.split("/")
-            flow_id = await client.create_flow_from_name(flow_name)
-            await client.create_deployment(flow_id=flow_id, name=deployment)
-
-
-def _read_run(run_id: uuid.UUID) -> FlowRun:
-    async def read() -> FlowRun:
-        async with get_client() as client:
-            return await client.read_flow_run(run_id)
-
-    return asyncio.run(read())
 
 
 def _crash(run_id: uuid.UUID) -> None:
@@ -76,19 +59,6 @@ def _crash(run_id: uuid.UUID) -> None:
             await client.set_flow_run_state(run_id, Crashed(message="runner stopped"), force=True)
 
     asyncio.run(crash())
-
-
-def _execute(run_id: uuid.UUID, server: SandboxServer) -> State[Any]:
-    """Run a created flow run in this process, as a runner would, on the sandbox's clock."""
-    run = _read_run(run_id)
-    flows: dict[str, Flow[Any, Any]] = {"coordinate": coordinate_closing, "change": change_closing}
-    flow = flows[run.name.split()[0]]
-    parameters = {**run.parameters, "as_of": server.sandbox.clock.now()}
-    if "request_id" in parameters:
-        parameters["request_id"] = uuid.UUID(str(parameters["request_id"]))
-    state = run_flow(flow, flow_run=run, parameters=parameters, return_type="state")
-    assert isinstance(state, State)
-    return state
 
 
 def _closing(server: SandboxServer, index: int, tag: str) -> ClosingRequest:
@@ -120,7 +90,7 @@ def test_a_crashed_run_is_started_again_once_and_finishes(offergrid: SandboxServ
     closing = _closing(offergrid, 1, "5550101")
     submitted = crm.submit_closing(closing, as_of=offergrid.sandbox.clock.now())
     assert submitted.flow_run_id is not None
-    assert _read_run(submitted.flow_run_id).parameters == {"request_id": str(submitted.request_id)}
+    assert read_run(submitted.flow_run_id).parameters == {"request_id": str(submitted.request_id)}
     _crash(submitted.flow_run_id)
     later = datetime.now(UTC) + timedelta(minutes=1)
 
@@ -129,7 +99,7 @@ def test_a_crashed_run_is_started_again_once_and_finishes(offergrid: SandboxServ
 
     assert len(first.restarted) == 1 and first.restarted[0] != submitted.flow_run_id
     assert again.restarted == []  # the new run is scheduled: nothing more to start
-    assert _execute(first.restarted[0], offergrid).is_completed()
+    assert execute_created_run(first.restarted[0], offergrid).is_completed()
     assert _status(closing.crm_closing_id) in (ClosingStatus.planned, ClosingStatus.ordering)
     with db_session() as session:
         request = session.get(CrmRequest, submitted.request_id)
@@ -185,7 +155,7 @@ def test_failure_needs_attention_and_every_retry_is_one_run(
     monkeypatch.setenv("PRECLOSE_OFFERGRID_API_KEY", "og_not_a_key")
     get_settings.cache_clear()
 
-    failed = _execute(uuid.UUID(accepted.json()["flow_run_id"]), offergrid)
+    failed = execute_created_run(uuid.UUID(accepted.json()["flow_run_id"]), offergrid)
 
     assert failed.is_failed()
     shown = http.get(f"/closings/{closing.crm_closing_id}", headers=key).json()["closing"]
@@ -209,7 +179,7 @@ def test_failure_needs_attention_and_every_retry_is_one_run(
     monkeypatch.delenv("PRECLOSE_OFFERGRID_API_KEY")
     monkeypatch.setenv("PRECLOSE_OFFERGRID_API_KEY", "og_sandbox_reseller")
     get_settings.cache_clear()
-    assert _execute(uuid.UUID(run_id), offergrid).is_completed()
+    assert execute_created_run(uuid.UUID(run_id), offergrid).is_completed()
     assert _status(closing.crm_closing_id) in (ClosingStatus.planned, ClosingStatus.ordering)
     refused = http.post(f"/closings/{closing.crm_closing_id}/retry", headers=key)
     assert refused.status_code == 409
@@ -254,7 +224,7 @@ def test_no_buyer_data_reaches_prefect(offergrid: SandboxServer, tmp_path: Path)
         started = crm.submit_closing(from_python, as_of=offergrid.sandbox.clock.now())
         assert started.flow_run_id is not None
         for run_id in (uuid.UUID(accepted["flow_run_id"]), started.flow_run_id):
-            assert _execute(run_id, offergrid).is_completed()
+            assert execute_created_run(run_id, offergrid).is_completed()
         crm_ids = [over_http.crm_closing_id, from_python.crm_closing_id]
         _drive_to_fulfilled(offergrid, crm_ids)
     assert [_status(crm_id) for crm_id in crm_ids] == [ClosingStatus.fulfilled] * 2

@@ -4,7 +4,6 @@ line by line."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import threading
@@ -15,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from prefect.client.orchestration import get_client
 from sqlalchemy import update
 from sqlmodel import select
 
@@ -33,8 +31,11 @@ from preclose.app.samples import sample_closings
 from preclose.names import CHANGE, COORDINATE
 from preclose.runtime import db_session
 from preclose.storage import repository
-from tests.fixtures_flows import preclose_on_local_offergrid
-from tests.test_intake import _execute
+from tests.fixtures_flows import (
+    execute_created_run,
+    preclose_on_local_offergrid,
+    register_deployments,
+)
 
 START = datetime.fromisoformat("2027-03-01T15:00:00+00:00")
 
@@ -45,16 +46,8 @@ def offergrid(
 ) -> Iterator[SandboxServer]:
     """A virtual-clock local Offergrid, a fresh database, and the CRM's two deployments."""
     with preclose_on_local_offergrid(monkeypatch, tmp_path, start=START) as server:
-        asyncio.run(_register(COORDINATE, CHANGE))
+        register_deployments(COORDINATE, CHANGE)
         yield server
-
-
-async def _register(*names: str) -> None:
-    async with get_client() as client:
-        for name in names:
-            flow_name, deployment = name.split("/")
-            flow_id = await client.create_flow_from_name(flow_name)
-            await client.create_deployment(flow_id=flow_id, name=deployment)
 
 
 def _sample(server: SandboxServer, index: int = 1, crm_id: str | None = None) -> ClosingRequest:
@@ -227,7 +220,7 @@ def test_start_then_fall_through_in_both_orders_of_arrival(
     assert started.flow_run_id and called_off.flow_run_id
     runs = [started.flow_run_id, called_off.flow_run_id]
     for run_id in reversed(runs) if change_first else runs:
-        assert _execute(run_id, offergrid).is_completed()
+        assert execute_created_run(run_id, offergrid).is_completed()
 
     assert _status(closing.crm_closing_id) == ClosingStatus.fell_through
     assert {str(line.state) for line in _lines(closing.crm_closing_id)} <= {"cancelled"}
@@ -271,9 +264,9 @@ def test_a_change_while_coordinate_plans_is_planned_with(
 
     monkeypatch.setattr(tasks.planning, "recommend_detailed", recommend_then_change)
     assert started.flow_run_id and moved.flow_run_id
-    assert _execute(started.flow_run_id, offergrid).is_completed()
+    assert execute_created_run(started.flow_run_id, offergrid).is_completed()
     monkeypatch.setattr(tasks.planning, "recommend_detailed", real)
-    assert _execute(moved.flow_run_id, offergrid).is_completed()
+    assert execute_created_run(moved.flow_run_id, offergrid).is_completed()
 
     assert len(calls) == 2  # planned again from the new request
     assert _status(closing.crm_closing_id) in (ClosingStatus.planned, ClosingStatus.ordering)

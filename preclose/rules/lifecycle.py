@@ -13,6 +13,10 @@ happen now. A move that is not allowed raises `TransitionRefused`, which names t
                       ▼  │
                    received                     all services live ──▶ fulfilled
     any state but fell through ──fall through──▶ fell through (final)
+
+A closing needs attention when a run failed for a reason a person must fix, or when a service it
+ordered has no offer left to try (a person must choose one). Its orders already on their way are
+still placed and followed meanwhile; a retry plans it again, keeping every order sent.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "LIVE_STATUSES",
     "RESTARTABLE_RUN_STATES",
     "TERMINAL_ITEM_STATUSES",
+    "TRACKED_STATUSES",
     "WATCHED_AFTER_COMPLETED",
     "ChangeRoute",
     "Event",
@@ -48,6 +53,7 @@ __all__ = [
     "describe",
     "fall_through_cancels",
     "is_repickable",
+    "joined_reasons",
     "may_change",
     "next_status",
     "progress_event",
@@ -59,6 +65,9 @@ S = ClosingStatus
 
 # Closings whose services are still being arranged: plans, orders, re-picks and risks apply.
 LIVE_STATUSES: frozenset[ClosingStatus] = frozenset({S.received, S.planned, S.ordering, S.active})
+# Closings whose orders are placed and followed: the live ones, and those waiting for a person
+# (a person choosing one service's provider does not hold up the others on their way).
+TRACKED_STATUSES: frozenset[ClosingStatus] = LIVE_STATUSES | {S.needs_attention}
 # Nothing more happens to these by itself.
 FINAL_STATUSES: frozenset[ClosingStatus] = frozenset({S.fulfilled, S.fell_through})
 TERMINAL_ITEM_STATUSES: frozenset[str] = frozenset(str(status) for status in TERMINAL)
@@ -114,7 +123,12 @@ _MOVES: dict[Event, Move] = {
             S.fell_through,
             "the closing fell through",
         ),
-        Move(Event.fail, LIVE_STATUSES, S.needs_attention, "a run failed; a person must act"),
+        Move(
+            Event.fail,
+            LIVE_STATUSES,
+            S.needs_attention,
+            "a run failed, or a service has no offer left; a person must act",
+        ),
         Move(Event.retry, frozenset({S.needs_attention}), S.received, "a person asked to retry"),
     )
 }
@@ -238,9 +252,10 @@ def fall_through_cancels(item_statuses: Iterable[str | None]) -> bool | None:
 def is_repickable(
     closing_status: ClosingStatus, line_state: PlanLineState, *, has_offer: bool
 ) -> bool:
-    """Whether a current line is re-picked: its order ended unfulfilled in a live closing."""
+    """Whether a current line is re-picked: its order ended unfulfilled in a closing whose orders
+    are followed (live, or waiting for a person about another service)."""
     return (
-        ClosingStatus(closing_status) in LIVE_STATUSES
+        ClosingStatus(closing_status) in TRACKED_STATUSES
         and PlanLineState(line_state) in (PlanLineState.rejected, PlanLineState.failed)
         and has_offer
     )
@@ -280,6 +295,13 @@ def attention_reason(error: BaseException) -> str | None:
     if isinstance(error, NothingOrderable):
         return str(error)
     return None
+
+
+def joined_reasons(held: str | None, reason: str) -> str:
+    """What a person must act on, with `reason` added to the reasons already `held` (once)."""
+    if not held:
+        return reason
+    return held if reason in held else f"{held} {reason}"
 
 
 def attention_topic(since: datetime | None, reason: str) -> str:

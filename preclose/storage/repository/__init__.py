@@ -9,6 +9,7 @@ coordinators, or a webhook and a sync, cannot interleave and lose an update.
 from preclose.storage.repository._base import (
     LIVE_CLOSING_STATUSES,
     TERMINAL_ITEM_STATUSES,
+    TRACKED_CLOSING_STATUSES,
     PlacedItem,
     PlacementConflictError,
     StaleClosingError,
@@ -122,6 +123,7 @@ from preclose.storage.repository.plans import (
 __all__ = [
     "LIVE_CLOSING_STATUSES",
     "TERMINAL_ITEM_STATUSES",
+    "TRACKED_CLOSING_STATUSES",
     "Attention",
     "NextAttempt",
     "PlacedItem",

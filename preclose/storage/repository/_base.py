@@ -12,13 +12,15 @@ from sqlmodel import Session, SQLModel, col, select
 
 from models.tables import Closing, ClosingStatus, PlanLineState
 from offergrid.models.enums import OrderStatus
-from preclose.rules.lifecycle import LIVE_STATUSES, TERMINAL_ITEM_STATUSES
+from preclose.rules.lifecycle import LIVE_STATUSES, TERMINAL_ITEM_STATUSES, TRACKED_STATUSES
 
 T = TypeVar("T", bound=SQLModel)
 
 # The status sets are the lifecycle's (preclose.rules.lifecycle), re-exported for the queries here.
 LIVE_CLOSING_STATUSES: frozenset[ClosingStatus] = LIVE_STATUSES
-__all__ = ["LIVE_CLOSING_STATUSES", "TERMINAL_ITEM_STATUSES"]
+# Closings whose orders are placed and followed (the live ones and those waiting for a person).
+TRACKED_CLOSING_STATUSES: frozenset[ClosingStatus] = TRACKED_STATUSES
+__all__ = ["LIVE_CLOSING_STATUSES", "TERMINAL_ITEM_STATUSES", "TRACKED_CLOSING_STATUSES"]
 # Lines a new plan may overwrite: nothing has been sent to Offergrid for them.
 _REPLACEABLE = frozenset({PlanLineState.planned, PlanLineState.skipped})
 # Lines whose order ended without the service: a new plan starts the next attempt.

@@ -23,18 +23,20 @@ from models.tables import (
     PlanLineState,
     utcnow,
 )
+from preclose.rules import lifecycle
 from preclose.rules.changes import StoredChange, accept_change, what_changed
 from preclose.rules.lifecycle import Event
 from preclose.rules.placing import may_withdraw
 from preclose.storage.repository._base import (
     _REPLACEABLE,
     _RETRYABLE,
-    LIVE_CLOSING_STATUSES,
+    TRACKED_CLOSING_STATUSES,
     _aware,
     _commit,
     _lock_closing,
 )
 from preclose.storage.repository.closings import (
+    _move,
     get_closing_by_crm_id,
     transition_closing,
     update_closing_request,
@@ -95,12 +97,13 @@ def list_attempts(*, session: Session, closing_id: uuid.UUID, category: str) -> 
 def list_lines_to_repick(
     *, session: Session, closing_id: uuid.UUID | None = None
 ) -> list[PlanLineRow]:
-    """Current lines of live closings whose order was rejected or failed, oldest change first."""
+    """Current lines whose order was rejected or failed, of closings whose orders are followed,
+    oldest change first."""
     statement = (
         select(PlanLineRow)
         .join(Closing, col(Closing.id) == col(PlanLineRow.closing_id))
         .where(
-            col(Closing.status).in_(list(LIVE_CLOSING_STATUSES)),
+            col(Closing.status).in_(list(TRACKED_CLOSING_STATUSES)),
             col(PlanLineRow.state).in_([PlanLineState.rejected, PlanLineState.failed]),
             col(PlanLineRow.offer_id).is_not(None),
             _current_line_filter(PlanLineRow),
@@ -127,7 +130,8 @@ def start_next_attempt(
 
     With an offer, the new line and its placement intent (due `place_on`) are stored together, so
     no other placement run can claim the line in between; without one, the new line records that a
-    person must choose (skipped, at risk, with `line.risk_reason`). None when `previous_line_id`
+    person must choose (skipped, at risk, with `line.risk_reason`) and, in the same transaction,
+    the closing needs attention for that reason. None when `previous_line_id`
     is no longer the category's current line or did not end unfulfilled: another run (a webhook
     and a sync seeing the same rejection) got there first.
     """
@@ -137,7 +141,7 @@ def start_next_attempt(
     closing_id, category = previous.closing_id, previous.category
     if str(line.category) != category:
         raise ValueError(f"line.category: {line.category} is not the line's {category}")
-    _lock_closing(session, closing_id)
+    closing = _lock_closing(session, closing_id)
     latest = session.exec(
         select(PlanLineRow)
         .where(col(PlanLineRow.closing_id) == closing_id, col(PlanLineRow.category) == category)
@@ -168,6 +172,8 @@ def start_next_attempt(
                     placement_id=placement.id, plan_line_id=row.id, offer_id=line.choice.offer_id
                 )
             )
+        else:
+            _hold_for_person(closing, line.risk_reason or line.problem or category, at=now)
         row.updated_at = now
         session.commit()
     except IntegrityError:
@@ -353,3 +359,14 @@ def store_closing_change(
     return StoredChange(
         closing_id, before, after, status, stored.version, what_changed(before, after)
     )
+
+
+def _hold_for_person(closing: Closing, reason: str, *, at: datetime) -> None:
+    """A category with no offer left: the locked closing needs attention for `reason` too."""
+    status = ClosingStatus(closing.status)
+    if status == ClosingStatus.needs_attention:
+        # The same spell (and retry) covers every service waiting for a person.
+        closing.attention_reason = lifecycle.joined_reasons(closing.attention_reason, reason)
+        closing.updated_at = at
+    elif lifecycle.allows(status, Event.fail):
+        _move(closing, Event.fail, reason=reason, at=at)

@@ -29,6 +29,7 @@ from preclose.storage.repository._base import (
     _REPLACEABLE,
     LIVE_CLOSING_STATUSES,
     TERMINAL_ITEM_STATUSES,
+    TRACKED_CLOSING_STATUSES,
     _aware,
     _commit,
     _lock_closing,
@@ -216,7 +217,7 @@ def assess_line_risks(
         .join(PlanLineRow, col(PlanLineRow.id) == col(OrderItem.plan_line_id))
         .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
         .join(Closing, col(Closing.id) == col(Placement.closing_id))
-        .where(col(Closing.status).in_(list(LIVE_CLOSING_STATUSES)))
+        .where(col(Closing.status).in_(list(TRACKED_CLOSING_STATUSES)))
     )
     if closing_id is not None:
         statement = statement.where(col(Closing.id) == closing_id)
@@ -244,7 +245,7 @@ def assess_line_risks(
     findings: list[RiskFinding] = []
     for live_id in moving:
         closing = _lock_closing(session, live_id)
-        if closing.status not in LIVE_CLOSING_STATUSES:
+        if closing.status not in TRACKED_CLOSING_STATUSES:
             session.rollback()  # it ended since the query above
             continue
         rows = session.exec(

@@ -26,8 +26,8 @@ from preclose.rules.order_placement import Claim
 from preclose.rules.placing import DueLine, LineWindow, group_due_lines
 from preclose.storage.repository._base import (
     _LINE_STATE_FOR_ITEM,
-    LIVE_CLOSING_STATUSES,
     TERMINAL_ITEM_STATUSES,
+    TRACKED_CLOSING_STATUSES,
     PlacedItem,
     PlacementConflictError,
     _aware,
@@ -377,7 +377,7 @@ def claim_placement_to_send(
         closing_id=placement.closing_id,
         intent_key=placement.intent_key,
         look_up_first=placement.attempts > 1 or placement.state == PlacementState.unknown,
-        live=closing.status in LIVE_CLOSING_STATUSES,
+        live=closing.status in TRACKED_CLOSING_STATUSES,
         closing=closing.closing_request(),
         offer_ids=[item.offer_id for item in items],
         lines=lines,

@@ -19,6 +19,7 @@ from preclose.storage.repository._base import (
     _REPLACEABLE,
     _RETRYABLE,
     LIVE_CLOSING_STATUSES,
+    TRACKED_CLOSING_STATUSES,
     StaleClosingError,
     _commit,
     _lock_closing,
@@ -183,7 +184,8 @@ def list_plan_lines(
 def list_due_plan_lines(
     *, session: Session, as_of_date: date, closing_id: uuid.UUID | None = None
 ) -> list[PlanLineRow]:
-    """Planned lines with an offer whose placement date has come, for closings still live."""
+    """Planned lines with an offer whose placement date has come, for closings whose orders are
+    followed (live, or waiting for a person about another service)."""
     statement = (
         select(PlanLineRow)
         .join(Closing, col(Closing.id) == col(PlanLineRow.closing_id))
@@ -191,7 +193,7 @@ def list_due_plan_lines(
             col(PlanLineRow.state) == PlanLineState.planned,
             col(PlanLineRow.offer_id).is_not(None),
             col(PlanLineRow.placement_date) <= as_of_date,
-            col(Closing.status).in_(list(LIVE_CLOSING_STATUSES)),
+            col(Closing.status).in_(list(TRACKED_CLOSING_STATUSES)),
         )
     )
     if closing_id is not None:
