@@ -175,7 +175,8 @@ def order_figures(sandbox: Any, today: Any) -> dict[str, int]:
 
 
 def main() -> int:
-    """Run the kill test and print its figures; 0 when every accepted closing was planned."""
+    """Run the kill test and print its figures; 0 when every accepted closing was planned and
+    every due line ordered once, inside the time given."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--closings", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=2400.0, help="seconds for the whole run")
@@ -282,13 +283,22 @@ def main() -> int:
             f"Planned: {sum(n for s, n in statuses.items() if s != 'received')}; "
             f"left unplanned: {statuses.get('received', 0)}"
         )
-        for name, value in order_figures(offergrid.sandbox, clock.now().date()).items():
+        figures = order_figures(offergrid.sandbox, clock.now().date())
+        for name, value in figures.items():
             print(f"{name}: {value}")
         print("Flow runs by state:")
         for key_, n in sorted(run_states().items()):
             print(f"  {key_:<40} {n:>5}")
         print(f"Elapsed: {time.monotonic() - started:.0f} s")
-        ok = statuses.get("received", 0) == 0
+        if time.monotonic() > deadline:
+            print(f"The run did not finish inside --timeout {args.timeout:.0f} s: figures partial")
+        ok = (
+            time.monotonic() <= deadline
+            and statuses.get("received", 0) == 0
+            and figures["due lines ordered"] == figures["due lines"]
+            and figures["duplicate orders (same intent)"] == 0
+            and figures["most Offergrid items for one plan line"] <= 1
+        )
     return 0 if ok else 1
 
 
