@@ -9,7 +9,7 @@ What it starts, all on loopback (ports 10950+) and all stopped again at the end:
 - preclose's HTTP app (the CRM closings API) with a fresh API key.
 
 Then it POSTs N closings to `/closings` (each 202: stored, its run created), and mid-backlog
-SIGTERMs the first worker's process group (the worker and the flow runs it started), then
+SIGTERMs the first worker and every process under it (the flow runs it started), then
 SIGKILLs the second's. It starts two fresh workers and runs `reconcile intake` (the deployment
 `preclose serve` also runs at start and on its schedule) until every accepted request is
 finished, then `place due orders` for the day. It prints: closings accepted, planned, left
@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -51,7 +51,7 @@ WORKER_LIMIT = 4
 
 
 def start_worker(name: str, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """`prefect worker start` on the pool in its own process group (its flow runs join it)."""
+    """`prefect worker start` on the pool, in its own process group."""
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL]
     return subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
         [*command, "--type", "process", "--name", name, "--limit", str(WORKER_LIMIT)],
@@ -63,21 +63,50 @@ def start_worker(name: str, log: IO[bytes]) -> subprocess.Popen[bytes]:
     )
 
 
-def stop_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    """Send `sig` to the worker's whole process group (its flow-run processes too)."""
-    try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        return
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process descended from it, read from /proc (parents first)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The parent is the 2nd field after the command in parentheses (which may hold spaces).
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop(0)
+        tree.append(current)
+        queue.extend(children.get(current, []))
+    return tree
+
+
+def stop_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> int:
+    """Send `sig` to the worker and every process under it; returns how many were signalled.
+
+    Prefect's process worker starts each flow run in a session of its own, so a signal to the
+    worker's process group would miss them. This is what a service manager stopping the worker's
+    unit (systemd, a container stop) does: every process of it is signalled at once.
+    """
+    tree = process_tree(process.pid)
+    for pid in tree:
+        with suppress(ProcessLookupError):
+            os.kill(pid, sig)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        for pid in process_tree(process.pid):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.wait(timeout=10)
+    return len(tree)
 
 
 def stop_if_running(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM a worker's process group at the end, unless it is gone already."""
+    """SIGTERM a worker and its flow runs at the end, unless it is gone already."""
     if process.poll() is None:
         stop_group(process, signal.SIGTERM)
 
@@ -236,13 +265,15 @@ def main() -> int:
         target = max(1, len(closings) // 5)
         while planned() < target and time.monotonic() < deadline:
             time.sleep(1)
-        print(f"{planned()} planned: SIGTERM to worker-a and its flow runs")
-        stop_group(workers["a"], signal.SIGTERM)
+        count = planned()
+        signalled = stop_group(workers["a"], signal.SIGTERM)
+        print(f"{count} planned: SIGTERM to worker-a and its flow runs ({signalled} processes)")
         target = planned() + max(1, len(closings) // 5)
         while planned() < target and time.monotonic() < deadline:
             time.sleep(1)
-        print(f"{planned()} planned: SIGKILL to worker-b and its flow runs")
-        stop_group(workers["b"], signal.SIGKILL)
+        count = planned()
+        signalled = stop_group(workers["b"], signal.SIGKILL)
+        print(f"{count} planned: SIGKILL to worker-b and its flow runs ({signalled} processes)")
         left = len(closings) - planned()
         print(f"Both workers down; {left} closings not planned yet; starting two fresh workers")
         for name in "cd":
