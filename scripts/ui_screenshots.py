@@ -1,11 +1,12 @@
-"""Screenshots of the Prefect UI for the README: the coordinate-closing form and a plan artifact.
+"""Screenshots of the Prefect UI for the README: the coordinate-closing form, a closing's artifact.
 
 Starts what it needs on loopback, in a temporary directory: a Prefect server, the deployments
-registered on it, and a local Offergrid on a virtual clock; coordinates one sample closing (so a
-plan artifact exists); then headless Chromium (Debian's `chromium` package) photographs
+registered on it, and a local Offergrid on a virtual clock; coordinates one sample closing (so
+its `closing-<crm id>` artifact exists); then headless Chromium (Debian's `chromium` package)
+photographs
 
 - the "Custom run" form of the `coordinate closing` deployment, and
-- the plan artifact of the closing,
+- the closing's artifact (its plan, then its timeline),
 
 into docs/screenshots/. Everything it started is stopped again.
 
@@ -101,7 +102,7 @@ def register_deployments() -> str:
 
 
 def coordinate_sample(as_of: datetime) -> str:
-    """Coordinate one sample closing in this process; the ID of its plan artifact."""
+    """Coordinate one sample closing in this process; the ID of its artifact's latest version."""
     from prefect.client.orchestration import get_client
 
     from flows.coordinate import coordinate_closing
@@ -112,7 +113,7 @@ def coordinate_sample(as_of: datetime) -> str:
     coordinate_closing(closing, as_of=as_of)
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts(limit=50)
-    key = artifact_key("plan", closing.crm_closing_id)
+    key = artifact_key(closing.crm_closing_id)
     for item in artifact:
         if item.key == key and item.latest_id:
             return str(item.latest_id)

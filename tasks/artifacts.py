@@ -1,4 +1,4 @@
-"""Artifact tasks: a closing's plan table and timeline in the Prefect UI, and tracking progress."""
+"""Artifact tasks: a closing's plan and timeline in the Prefect UI, and the Offergrid health."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from prefect import get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 
 from models.records import LineRecord
 from models.tables import Closing, ClosingStatus, PlanLineState
@@ -16,14 +16,14 @@ from preclose.rules.lifecycle import describe
 from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.storage.integration_health import health_markdown, integration_health
-from preclose.wording.reports import closing_report
-from preclose.wording.timeline import timeline_markdown
+from preclose.wording.reports import closing_markdown, closing_report
 
 
-def artifact_key(prefix: str, crm_closing_id: str) -> str:
-    """A Prefect artifact key (lowercase letters, digits, dashes) for a closing's artifact."""
+def artifact_key(crm_closing_id: str) -> str:
+    """The Prefect artifact key of a closing, `closing-<crm id>` in lowercase letters, digits
+    and dashes (Prefect's rule for keys)."""
     slug = re.sub(r"[^a-z0-9]+", "-", crm_closing_id.lower()).strip("-")
-    return f"{prefix}-{slug}"[:100]
+    return f"closing-{slug}"[:100]
 
 
 def _digest(*parts: object) -> str:
@@ -69,18 +69,17 @@ def milestone_facts(closing: Closing, records: list[LineRecord]) -> tuple[object
 
 
 def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> int:
-    """Publish the closing's plan table and markdown timeline when it reached a milestone since
-    they were last published (by any process); returns how many artifacts got a new version."""
+    """Publish the closing's artifact (its plan, then its timeline) when it reached a milestone
+    since it was last published (by any process); returns 1 if it got a new version, else 0."""
     with db_session() as session:
         closing = repository.get_closing(session=session, closing_id=closing_id)
         if closing is None:
             raise LookupError(f"closing_id: no closing {closing_id}")
         records = repository.list_line_orders(session=session, closing_id=closing_id)
         digest = _digest(milestone_facts(closing, records))
-        plan_key = artifact_key("plan", closing.crm_closing_id)
-        timeline_key = artifact_key("timeline", closing.crm_closing_id)
-        shown = repository.published_digests(session=session, keys=[plan_key, timeline_key])
-    if shown.get(plan_key) == digest and shown.get(timeline_key) == digest:
+        key = artifact_key(closing.crm_closing_id)
+        shown = repository.published_digests(session=session, keys=[key])
+    if shown.get(key) == digest:
         return 0  # no milestone since: not even the report is read
     with db_session() as session:
         record = repository.read_closing_record(session=session, closing_id=closing_id)
@@ -90,31 +89,18 @@ def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> int:
     reason, since = record.closing.attention_reason, record.closing.attention_at
     state = describe(report.status)
     if reason and report.status == ClosingStatus.needs_attention.value:
-        # A person must act: the reason and the time lead the plan, where they look first.
+        # A person must act: the reason and the time lead the document, where they look first.
         state += f" since {since:%Y-%m-%d %H:%M} UTC: {reason}" if since else f": {reason}"
-    rows = report.rows or [{"service": "—", "status": state}]
-    published: list[str] = []
-    try:
-        if shown.get(plan_key) != digest:
-            create_table_artifact(
-                key=plan_key,
-                table=rows,
-                description=f"Home services plan for closing {report.crm_closing_id} ({state})",
-            )
-            published.append(plan_key)
-        if shown.get(timeline_key) != digest:
-            create_markdown_artifact(
-                key=timeline_key,
-                markdown=timeline_markdown(
-                    f"Closing {report.crm_closing_id}: timeline", report.timeline, report.chart
-                ),
-                description=f"Timeline of closing {report.crm_closing_id}",
-            )
-            published.append(timeline_key)
-    finally:
-        # Only what was created is noted: a key that failed is tried again next time.
-        _published(dict.fromkeys(published, digest))
-    return len(published)
+    # One artifact, not a table and a markdown timeline: each version costs Prefect's server a
+    # write and its events, and a person reads the plan and the timeline together anyway.
+    create_markdown_artifact(
+        key=key,
+        markdown=closing_markdown(report, state=state),
+        description=f"Plan and timeline of closing {report.crm_closing_id} ({state})",
+    )
+    # Noted only once created: a version that failed is tried again next time.
+    _published({key: digest})
+    return 1
 
 
 def publish(closing_id: uuid.UUID, as_of: datetime) -> None:
@@ -128,7 +114,7 @@ def publish(closing_id: uuid.UUID, as_of: datetime) -> None:
         publish_closing(closing_id, as_of)
     except Exception as err:
         get_run_logger().warning(
-            "Could not publish the plan and timeline of %s (%s)", closing_id, type(err).__name__
+            "Could not publish the artifact of closing %s (%s)", closing_id, type(err).__name__
         )
 
 

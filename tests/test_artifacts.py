@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlmodel import select
 
-from models.tables import PlanLineRow, PublishedArtifact, StatusSource
+from models.tables import Closing, ClosingStatus, PlanLineRow, PublishedArtifact, StatusSource
 from preclose.runtime import db_session
 from preclose.storage import repository
 from tasks import artifacts
-from tests.fixtures_pages import StoredClosing
+from tests.fixtures_pages import RISK, StoredClosing
 from tests.fixtures_pages import stored as stored
 
 
@@ -76,3 +77,45 @@ def test_health_is_published_at_most_hourly_whichever_process_syncs(
     with db_session(stored.settings) as session:
         row = session.get(PublishedArtifact, artifacts.HEALTH_KEY)
     assert row is not None and datetime.now(UTC) - row.published_at < timedelta(hours=1)
+
+
+def test_a_milestone_publishes_one_document_plan_first_then_timeline(
+    stored: StoredClosing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One markdown artifact keyed `closing-<crm id>`: the state with the reason a person must
+    act, the plan with its risks, then the timeline; no new version until the next milestone."""
+    monkeypatch.setenv("PRECLOSE_DATABASE_URL", stored.settings.database_url)
+    monkeypatch.setenv("PRECLOSE_DATA_DIR", str(stored.settings.data_dir))
+    calls: list[dict[str, str]] = []
+    monkeypatch.setattr(artifacts, "create_markdown_artifact", lambda **kw: calls.append(kw))
+    with db_session(stored.settings) as session:
+        closing = session.get(Closing, stored.closing_id)
+        assert closing is not None
+        closing.status = ClosingStatus.needs_attention
+        closing.attention_reason = "Offergrid refused the API key | check it"
+        closing.attention_at = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
+        session.add(closing)
+        session.commit()
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+
+    assert artifacts.publish_closing(stored.closing_id, now) == 1
+    assert artifacts.publish_closing(stored.closing_id, now) == 0
+    [call] = calls
+    assert call["key"] == artifacts.artifact_key("CL-PAGE-1") == "closing-cl-page-1"
+    document = call["markdown"]
+    status, plan, timeline = (
+        document.index("**Status:**"),
+        document.index("## Plan"),
+        document.index("## Timeline"),
+    )
+    assert status < plan < timeline
+    assert "needs attention since 2026-11-21 09:30 UTC: Offergrid refused" in document[:plan]
+    assert RISK in document[plan:timeline] and "| Risk |" in document[plan:timeline]
+    assert "| Day | Service | What |" in document[timeline:]
+
+    _set_line(stored, stored.risky_category, at_risk=False, risk_reason=None)
+    assert artifacts.publish_closing(stored.closing_id, now) == 1
+    assert RISK not in calls[-1]["markdown"] and "| Risk |" not in calls[-1]["markdown"]
+    with db_session(stored.settings) as session:
+        keys = [row.key for row in session.exec(select(PublishedArtifact)).all()]
+    assert keys == ["closing-cl-page-1"]

@@ -90,7 +90,8 @@ def _assert_one_order_item_per_line(server: SandboxServer) -> None:
 
 
 def test_coordinate_stores_plans_and_publishes_artifacts(offergrid: SandboxServer) -> None:
-    """Coordinating stores the plan, names the run for the closing, and publishes both artifacts."""
+    """Coordinating stores the plan, names the run for the closing, and publishes one artifact:
+    the plan table, then the timeline, in one markdown document."""
     closing = _sample(offergrid)
     summary = coordinate_closing(closing, as_of=offergrid.sandbox.clock.now())
 
@@ -100,9 +101,11 @@ def test_coordinate_stores_plans_and_publishes_artifacts(offergrid: SandboxServe
 
     async def read() -> tuple[list[Any], list[str]]:
         async with get_client() as client:
-            keys = [artifact_key(kind, closing.crm_closing_id) for kind in ("plan", "timeline")]
             from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
+            # The keys of the two artifacts a closing had before are read too: none is left.
+            slug = key.removeprefix("closing-")
+            keys = [key, f"plan-{slug}", f"timeline-{slug}"]
             artifacts = await client.read_artifacts(
                 artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
             )
@@ -111,12 +114,18 @@ def test_coordinate_stores_plans_and_publishes_artifacts(offergrid: SandboxServe
 
     import asyncio
 
+    key = artifact_key(closing.crm_closing_id)
+    assert key == f"closing-{closing.crm_closing_id.lower()}"
     artifacts, names = asyncio.run(read())
-    kinds = {artifact.type for artifact in artifacts}
-    assert kinds == {"table", "markdown"}
-    table = next(artifact for artifact in artifacts if artifact.type == "table")
-    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    assert {"service", "provider", "why", "service date", "order date", "status"} <= set(rows[0])
+    assert artifacts and {(a.key, a.type) for a in artifacts} == {(key, "markdown")}
+    document = max(artifacts, key=lambda artifact: artifact.created).data
+    plan, timeline = document.index("## Plan"), document.index("## Timeline")
+    assert plan < timeline
+    header = document[plan:timeline].splitlines()[2]
+    assert {"Service", "Provider", "Why", "Service date", "Order date", "Status"} <= {
+        cell.strip() for cell in header.strip("|").split("|")
+    }
+    assert "| Day | Service | What |" in document[timeline:]
     assert f"coordinate {closing.crm_closing_id}" in names
     # No personal data in run names.
     assert not any(closing.buyer.email in name or closing.buyer.full_name in name for name in names)

@@ -223,7 +223,7 @@ def closing_words(outcome: DemoOutcome, data_dir: Path) -> Group:
         f"Prefect client retry sleeps (its API busy): {outcome.prefect_retry_sleeps}"
         + (f", {outcome.prefect_retry_seconds:.0f} s" if outcome.prefect_retry_sleeps else ""),
         f"Messages to buyers and agents: {data_dir / 'demo' / 'outbox.jsonl'}",
-        "See the runs, plan tables and timelines in the Prefect UI:",
+        "See the runs and each closing's plan and timeline in the Prefect UI:",
         f"  PREFECT_HOME={prefect_home} .venv/bin/prefect server start",
         "  then open http://127.0.0.1:4200/runs (artifacts: http://127.0.0.1:4200/artifacts)",
     )

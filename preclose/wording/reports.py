@@ -11,7 +11,13 @@ from rich.table import Table
 from models.records import ClosingRecord
 from models.tables import OrderItem, PlanLineRow
 from preclose.wording.services import LINE_STATE_WORDS, service_name
-from preclose.wording.timeline import LineDates, TimelineEntry, build_timeline, window_chart
+from preclose.wording.timeline import (
+    LineDates,
+    TimelineEntry,
+    build_timeline,
+    timeline_markdown,
+    window_chart,
+)
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,47 @@ def closing_report(record: ClosingRecord, *, as_of: datetime) -> ClosingReport:
         ),
         statuses=statuses,
         risks=risks,
+    )
+
+
+# The plan's columns in the closing's markdown, in the order a person reads them.
+_PLAN_COLUMNS = (
+    "service",
+    "provider",
+    "offer",
+    "monthly",
+    "why",
+    "order date",
+    "service date",
+    "status",
+    "risk",
+)
+
+
+def _cell(text: str) -> str:
+    # A pipe or a line break inside a cell would end it (or the row) in a markdown table.
+    return " ".join(text.replace("|", "\\|").split())
+
+
+def closing_markdown(report: ClosingReport, *, state: str) -> str:
+    """The closing as one markdown document: its state, the plan table, then the timeline."""
+    columns = [c for c in _PLAN_COLUMNS if c != "risk" or any(r.get(c) for r in report.rows)]
+    if report.rows:
+        plan = "\n".join(
+            [
+                "| " + " | ".join(c.capitalize() for c in columns) + " |",
+                "|" + "---|" * len(columns),
+                *(
+                    "| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |"
+                    for row in report.rows
+                ),
+            ]
+        )
+    else:
+        plan = "No services planned."
+    return (
+        f"# Closing {report.crm_closing_id}\n\n**Status:** {_cell(state)}\n\n## Plan\n\n{plan}\n\n"
+        f"## Timeline\n\n{timeline_markdown(report.timeline, report.chart)}"
     )
 
 

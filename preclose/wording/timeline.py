@@ -67,16 +67,14 @@ def build_timeline(
     return sorted(entries, key=lambda entry: (entry.day, not entry.done, entry.category or ""))
 
 
-def timeline_markdown(title: str, entries: Sequence[TimelineEntry], chart: str) -> str:
-    """The timeline as a markdown report: a chart of the service windows, then a dated table."""
+def timeline_markdown(entries: Sequence[TimelineEntry], chart: str) -> str:
+    """The timeline as markdown (no heading): a chart of the service windows, then a dated table."""
     rows = "\n".join(
         f"| {entry.day:%a %b %-d} | {service_name(entry.category) if entry.category else ''} | "
         f"{'✓ ' if entry.done else ''}{entry.text} |"
         for entry in entries
     )
-    return (
-        f"# {title}\n\n```text\n{chart}\n```\n\n| Day | Service | What |\n|---|---|---|\n{rows}\n"
-    )
+    return f"```text\n{chart}\n```\n\n| Day | Service | What |\n|---|---|---|\n{rows}\n"
 
 
 def window_chart(
