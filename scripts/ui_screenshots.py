@@ -163,8 +163,8 @@ def main() -> int:
         screenshot(
             browser,
             f"{ui}/artifacts/artifact/{artifact_id}",
-            args.out / "plan-artifact.png",
-            size="1800x760",
+            args.out / "closing-artifact.png",
+            size="1800x1500",
             profile=profile,
         )
     return 0
