@@ -447,6 +447,7 @@ def print_where(
         "flow run": sum(objects["flow runs"].values()),
         "task run": sum(objects["task runs"].values()),
         "artifact": objects["rows"].get("artifact", 0),
+        "log line": objects["rows"].get("log", 0),
     }
     calls_total = sum(calls.counts.values())
     expected_calls = sum(counts[kind] * units[kind][1] for kind in counts)
@@ -466,7 +467,7 @@ def print_where(
     rest = server_used / n * 1000 - explained
     print(
         f"    {rest:5.0f} ms  not explained by those unit costs (our runs are heavier than the "
-        "empty ones measured: parameters, results, tags, logs, cache lookups)"
+        "empty ones measured: parameters, results, tags, cache lookups)"
     )
     top = ", ".join(f"{route} {count / n:.1f}" for route, count in calls.counts.most_common(8))
     print(f"    Prefect API calls per closing: {calls_total / n:.1f} ({top})")

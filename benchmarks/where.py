@@ -146,15 +146,17 @@ def server_unit_costs(
     idle_rate: float,
     count: int = 40,
 ) -> dict[str, tuple[float, float]]:
-    """Per flow run, task run, artifact and plain API call: (server CPU seconds, API calls).
+    """Per flow run, task run, artifact, log line and plain API call: (server CPU seconds, API
+    calls).
 
     Each is measured on the server the run used, after it: `count` empty flow runs, then as many
-    flow runs with 5 empty tasks each, then with 5 artifacts each, then reads; `settle` waits
+    flow runs with 5 empty tasks each, then with 5 artifacts each, then with 5 log lines each,
+    then reads; `settle` waits
     until the server has written what it was sent, and its services' idling (`idle_rate`, of a
     core) is taken off. A flow run here is as light as one can be: ours cost the server more
     (parameters, results, logs, tags), which the report's remainder shows.
     """
-    from prefect import flow, task
+    from prefect import flow, get_run_logger, task
     from prefect.artifacts import create_markdown_artifact
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
@@ -166,12 +168,14 @@ def server_unit_costs(
         """Nothing."""
 
     @flow(name="calibration flow")
-    def empty_flow(tasks: int = 0, artifacts: int = 0) -> None:
-        """Nothing but `tasks` empty task runs and `artifacts` artifacts."""
+    def empty_flow(tasks: int = 0, artifacts: int = 0, logs: int = 0) -> None:
+        """Nothing but `tasks` empty task runs, `artifacts` artifacts and `logs` log lines."""
         for _ in range(tasks):
             empty_task()
         for index in range(artifacts):
             create_markdown_artifact(key=f"calibration-{index}", markdown=f"# {index}")
+        for index in range(logs):
+            get_run_logger().info("Calibration line %d of a flow run's log", index)
 
     def measured(work: Callable[[], object], units: int) -> tuple[float, float]:
         settle()
@@ -196,6 +200,7 @@ def server_unit_costs(
         flows = measured(lambda: [empty_flow() for _ in range(count)], count)
         tasks = measured(lambda: [empty_flow(tasks=5) for _ in range(count)], count)
         artifacts = measured(lambda: [empty_flow(artifacts=5) for _ in range(count)], count)
+        logs = measured(lambda: [empty_flow(logs=5) for _ in range(count)], count)
     return {
         "flow run": flows,
         "task run": (max(0.0, (tasks[0] - flows[0]) / 5), max(0.0, (tasks[1] - flows[1]) / 5)),
@@ -203,6 +208,7 @@ def server_unit_costs(
             max(0.0, (artifacts[0] - flows[0]) / 5),
             max(0.0, (artifacts[1] - flows[1]) / 5),
         ),
+        "log line": (max(0.0, (logs[0] - flows[0]) / 5), max(0.0, (logs[1] - flows[1]) / 5)),
         "API call": measured(reads, count * 5),
     }
 

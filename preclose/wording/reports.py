@@ -116,16 +116,17 @@ def closing_report(record: ClosingRecord, *, as_of: datetime) -> ClosingReport:
 
 
 # The plan's columns in the closing's markdown, in the order a person reads them.
+# The long prose column last, so dates and status are seen without scrolling sideways.
 _PLAN_COLUMNS = (
     "service",
     "provider",
     "offer",
     "monthly",
-    "why",
     "order date",
     "service date",
     "status",
     "risk",
+    "why",
 )
 
 
