@@ -622,6 +622,40 @@ def test_a_service_with_no_offer_left_needs_attention_and_a_retry_orders_it(
     assert _closing_row(crm_id).status == ClosingStatus.fulfilled
 
 
+def test_a_closing_waiting_for_a_person_still_orders_its_other_services_on_their_dates(
+    offergrid: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One order per service allowed: the internet refused on 11 March puts the closing in needs
+    attention at once, and security, insurance and power are still ordered on their own dates
+    (12, 15 and 17 March) and followed to live; the reasons of two such services are both kept."""
+    monkeypatch.setenv("PRECLOSE_MAX_ATTEMPTS_PER_CATEGORY", "1")
+    get_settings.cache_clear()
+    closing = _coordinated(offergrid)
+    crm_id = closing.crm_closing_id
+    _on(offergrid, date(2027, 3, 11))
+    _provider_sets(offergrid, _item_id(offergrid, "internet"), "rejected", "No capacity")
+    _later(offergrid, 1)
+    held = _closing_row(crm_id)
+    assert held.status == ClosingStatus.needs_attention
+    assert (held.attention_reason or "").startswith("Internet: ")
+    assert {o["items"][0]["category"] for o in _orders(offergrid)} == {"internet"}
+
+    for day in (date(2027, 3, 12), date(2027, 3, 15), date(2027, 3, 17)):
+        _on(offergrid, day)
+    ordered = sorted({i["category"] for o in _orders(offergrid) for i in o["items"]})
+    assert ordered == ["energy", "insurance", "internet", "security"]
+    _provider_sets(offergrid, _item_id(offergrid, "security"), "rejected", "Not in this area")
+    _later(offergrid, 1)
+    reason = _closing_row(crm_id).attention_reason or ""
+    assert reason.startswith("Internet: ") and " Home security: " in reason
+
+    _on(offergrid, date(2027, 4, 30))
+    lines = {line.category: line.state for line in _lines_of(crm_id)}
+    assert lines["energy"] == lines["insurance"] == PlanLineState.fulfilled
+    assert lines["internet"] == lines["security"] == PlanLineState.skipped
+    assert _closing_row(crm_id).status == ClosingStatus.needs_attention
+
+
 def _lines_of(crm_closing_id: str) -> list[PlanLineRow]:
     """The closing's current lines."""
     with db_session() as session:

@@ -182,3 +182,21 @@ def test_which_requests_the_reconciler_restarts(
         stale_after=timedelta(minutes=15),
     )
     assert (why is not None) is restart
+
+
+def test_reasons_a_person_must_act_on_are_kept_each_once() -> None:
+    assert lifecycle.joined_reasons(None, "Power: none left.") == "Power: none left."
+    both = lifecycle.joined_reasons("Power: none left.", "TV: none left.")
+    assert both == "Power: none left. TV: none left."
+    assert lifecycle.joined_reasons(both, "TV: none left.") == both
+
+
+def test_a_closing_waiting_for_a_person_keeps_its_orders_followed_and_re_picked() -> None:
+    assert ClosingStatus.needs_attention in lifecycle.TRACKED_STATUSES
+    assert lifecycle.LIVE_STATUSES < lifecycle.TRACKED_STATUSES
+    assert lifecycle.is_repickable(
+        ClosingStatus.needs_attention, PlanLineState.rejected, has_offer=True
+    )
+    assert not lifecycle.is_repickable(
+        ClosingStatus.fell_through, PlanLineState.rejected, has_offer=True
+    )
