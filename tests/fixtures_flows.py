@@ -15,7 +15,11 @@ from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.flow_engine import run_flow
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.settings import (
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    PREFECT_LOCAL_STORAGE_PATH,
+    temporary_settings,
+)
 from prefect.states import State
 
 from flows.change import change_closing
@@ -38,7 +42,9 @@ def preclose_on_local_offergrid(
     """A local Offergrid (seed 11, no rejections or failures) and preclose configured against it.
 
     The database is a fresh SQLite file in `tmp_path` unless a URL is given. Flow heartbeats are
-    off: the flows run in this process, where they only add a second's wait to every run.
+    off: the flows run in this process, where they only add a second's wait to every run. Task
+    results and cache records go to `tmp_path` too: a later sandbox may reuse a port, and a shared
+    store would then answer its catalog from an earlier test's cache.
     """
     config = SandboxConfig(
         clock="virtual",
@@ -56,7 +62,12 @@ def preclose_on_local_offergrid(
         if webhook_secret is not None:
             monkeypatch.setenv("PRECLOSE_OFFERGRID_WEBHOOK_SECRET", webhook_secret)
         get_settings.cache_clear()
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with temporary_settings(
+            updates={
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+                PREFECT_LOCAL_STORAGE_PATH: tmp_path / "prefect-results",
+            }
+        ):
             yield server
         dispose_engines()
         get_settings.cache_clear()
