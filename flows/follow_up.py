@@ -16,14 +16,15 @@ from preclose.runtime import db_session
 from preclose.storage import repository
 from preclose.wording.notify import Milestone, MilestoneFacts
 from tasks.artifacts import publish
-from tasks.notifications import notify_milestone
+from tasks.notifications import Notice, notify_milestones
 from tasks.replan import repick_rejected
 from tasks.tracking import (
+    ItemNews,
     advance_closings,
     assess_risks,
     fill_account_numbers,
     item_news,
-    lacks_account_numbers,
+    lacking_account_numbers,
     repick_candidates,
 )
 
@@ -35,68 +36,103 @@ def follow_up(
 
     Milestones are derived from each item's current status and told once (the notification's
     dedupe key), so a webhook, a sync and a retry seeing the same change tell it once between them.
-    Each closing is followed up on its own: one that fails is reported, the others go on.
+    What every closing needs is read in bulk; each closing is then followed up on its own: one
+    that fails is reported, the others go on. Artifacts are published last, once the closings
+    have moved on (a closing just fulfilled shows so).
     """
     touched = set(closing_ids)
     risks: list[RiskFinding] = []
     if all_risks:
         # Time-based risks and re-picks may concern closings no status change touched.
         risks = assess_risks(as_of)
-        touched |= {risk.closing_id for risk in risks} | set(repick_candidates(None))
+        repickable = set(repick_candidates(None))
+        touched |= {risk.closing_id for risk in risks} | repickable
+    else:
+        repickable = set(repick_candidates(touched))
     summary = FollowUpSummary()
-    for closing_id in sorted(touched):
+    failed: set[uuid.UUID] = set()
+    # Account numbers a lost event carried are read first, so the news below tells them; a task
+    # run only where there is work: most follow-ups have no account number to look up.
+    for closing_id in sorted(lacking_account_numbers(touched)):
+        try:
+            fill_account_numbers(closing_id)
+        except Exception as err:
+            _failed(summary, failed, closing_id, err)
+    news = item_news(touched - failed)
+    for closing_id in sorted(touched - failed):
         try:
             own = [r for r in risks if r.closing_id == closing_id]
-            told, found = _follow_up_one(closing_id, as_of, own, assess=not all_risks)
+            told, found = _follow_up_one(
+                closing_id,
+                as_of,
+                news.get(closing_id, []),
+                own,
+                repick=closing_id in repickable,
+                assess=not all_risks,
+            )
             summary.messages += told
             summary.risks += found
         except Exception as err:
-            crm_id = _crm_id(closing_id)
-            get_run_logger().warning(
-                "Follow-up of closing %s failed (%s); the other closings go on",
-                crm_id,
-                type(err).__name__,
-            )
-            summary.failed_closings.append(crm_id)
+            _failed(summary, failed, closing_id, err)
     summary.fulfilled_closings = sorted(advance_closings(touched))
+    publish(touched, as_of)
     return summary
 
 
+def _failed(
+    summary: FollowUpSummary, failed: set[uuid.UUID], closing_id: uuid.UUID, err: Exception
+) -> None:
+    crm_id = _crm_id(closing_id)
+    get_run_logger().warning(
+        "Follow-up of closing %s failed (%s); the other closings go on", crm_id, type(err).__name__
+    )
+    failed.add(closing_id)
+    summary.failed_closings.append(crm_id)
+
+
 def _follow_up_one(
-    closing_id: uuid.UUID, as_of: datetime, risks: list[RiskFinding], *, assess: bool
+    closing_id: uuid.UUID,
+    as_of: datetime,
+    news: list[ItemNews],
+    risks: list[RiskFinding],
+    *,
+    repick: bool,
+    assess: bool,
 ) -> tuple[int, int]:
-    """News, re-picks, risks and artifacts of one closing; returns (messages told, risks)."""
-    told = 0
-    # A task run only where there is work: most follow-ups have no account number to look up.
-    if lacks_account_numbers(closing_id):
-        fill_account_numbers(closing_id)
-    for news in item_news(closing_id):
-        audiences = notify_milestone(
-            closing_id,
-            news.milestone,
-            MilestoneFacts(
-                category=news.category,
-                provider=news.provider,
-                scheduled_for=news.scheduled_for,
-                account_number=news.account_number,
-            ),
-            topic=news.topic,
-        )
-        told += len(audiences)
+    """News, re-picks and risks of one closing; returns (messages told, risks)."""
+    told = notify_milestones(
+        closing_id,
+        [
+            Notice(
+                item.milestone,
+                MilestoneFacts(
+                    category=item.category,
+                    provider=item.provider,
+                    scheduled_for=item.scheduled_for,
+                    account_number=item.account_number,
+                ),
+                topic=item.topic,
+            )
+            for item in news
+        ],
+    )
     # A rejected or failed order: the next best offer goes out now, or a person is asked.
-    if closing_id in repick_candidates([closing_id]):
+    if repick:
         repick_rejected(as_of, [closing_id])
     if assess:
         risks = assess_risks(as_of, closing_id)
-    for risk in risks:
-        notify_milestone(
-            risk.closing_id,
-            Milestone.order_at_risk,
-            MilestoneFacts(category=risk.category, provider=risk.provider),
-            topic=f"{risk.category}:{risk.reason}",
-        )
-    publish(closing_id, as_of)
-    return told, len(risks)
+    notify_milestones(
+        closing_id,
+        [
+            Notice(
+                Milestone.order_at_risk,
+                MilestoneFacts(category=risk.category, provider=risk.provider),
+                topic=f"{risk.category}:{risk.reason}",
+            )
+            for risk in risks
+        ],
+    )
+    return sum(len(audiences) for audiences in told), len(risks)
 
 
 def _crm_id(closing_id: uuid.UUID) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
@@ -17,21 +16,6 @@ from tasks.orders import place_order, prepare_placements
 
 # The state a placement run ends in when another placer holds some of its orders.
 WAITING = "Waiting on another placer"
-
-
-def _closings_of(placement_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    with db_session() as session:
-        return {
-            p.closing_id
-            for pid in placement_ids
-            if (p := repository.get_placement(session=session, placement_id=pid)) is not None
-        }
-
-
-def advance_closing_now(closing_id: uuid.UUID) -> None:
-    """Move the closing on (ordering, once its first order is out), as the lifecycle allows."""
-    with db_session() as session:
-        repository.advance_closing(session=session, closing_id=closing_id)
 
 
 @flow(name="place due orders", flow_run_name=place_run_name)
@@ -65,13 +49,15 @@ def place_due_orders(
         )
     unsent = [pid for pid, outcome in zip(placement_ids, outcomes, strict=True) if outcome is None]
     with db_session() as session:
-        lines = sum(
-            len(repository.list_placement_items(session=session, placement_id=pid))
-            for pid in placement_ids
+        lines, closings = repository.placements_summary(
+            session=session, placement_ids=placement_ids
         )
         held = repository.count_held_placements(
             session=session, placement_ids=unsent, now=datetime.now(UTC)
         )
+        # Each closing moves on (ordering, once its first order is out), as the lifecycle allows.
+        for closing in sorted(closings):
+            repository.advance_closing(session=session, closing_id=closing)
     summary = PlacementSummary(
         placements=len(placement_ids),
         orders=orders,
@@ -79,8 +65,6 @@ def place_due_orders(
         lines=lines,
         held_elsewhere=held,
     )
-    for closing_id in {c for c in _closings_of(placement_ids)}:
-        advance_closing_now(closing_id)
     if held:
         message = (
             f"{held} of {len(placement_ids)} due orders are being sent by another placer "

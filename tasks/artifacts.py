@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from models.records import LineRecord
-from models.tables import Closing, ClosingStatus, PlanLineState
+from models.records import ClosingRecord
+from models.tables import Closing, ClosingStatus, PlanLineRow, PlanLineState
 from preclose.rules.lifecycle import describe
 from preclose.runtime import db_session
 from preclose.storage import repository
@@ -44,15 +45,16 @@ _LINE_MILESTONE = {
 }
 
 
-def milestone_facts(closing: Closing, records: list[LineRecord]) -> tuple[object, ...]:
+def milestone_facts(closing: Closing, lines: Sequence[PlanLineRow]) -> tuple[object, ...]:
     """What a person follows a closing by: its status (planned, ordering, active, fulfilled,
-    needs attention...), its plan, and which services are live, ended badly or at risk.
+    needs attention...), its plan (current lines), and which services are live, ended badly or at
+    risk.
 
     The steps of an order on its way (sent, accepted, booked, under way) change none of these,
     so they publish nothing: the closing's next milestone shows them all. Each order is a task
     run of its own in the UI meanwhile.
     """
-    lines = tuple(
+    facts = tuple(
         (
             line.category,
             line.attempt,
@@ -63,28 +65,61 @@ def milestone_facts(closing: Closing, records: list[LineRecord]) -> tuple[object
             line.at_risk,
             line.risk_reason,
         )
-        for line in (record.line for record in records)
+        for line in lines
     )
-    return (str(closing.status), closing.attention_reason, closing.attention_at, lines)
+    return (str(closing.status), closing.attention_reason, closing.attention_at, facts)
 
 
-def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> int:
-    """Publish the closing's artifact (its plan, then its timeline) when it reached a milestone
-    since it was last published (by any process); returns 1 if it got a new version, else 0."""
+def publish_closings(closing_ids: Iterable[uuid.UUID], as_of: datetime) -> int:
+    """Publish the artifact (plan, then timeline) of each of these closings that reached a
+    milestone since it was last published (by any process); returns how many got a new version.
+
+    One read of every closing's milestone facts and of what each artifact shows; the full report
+    is read only for those with news.
+    """
+    scope = set(closing_ids)
+    if not scope:
+        return 0
     with db_session() as session:
-        closing = repository.get_closing(session=session, closing_id=closing_id)
-        if closing is None:
-            raise LookupError(f"closing_id: no closing {closing_id}")
-        records = repository.list_line_orders(session=session, closing_id=closing_id)
-        digest = _digest(milestone_facts(closing, records))
-        key = artifact_key(closing.crm_closing_id)
-        shown = repository.published_digests(session=session, keys=[key])
-    if shown.get(key) == digest:
-        return 0  # no milestone since: not even the report is read
-    with db_session() as session:
-        record = repository.read_closing_record(session=session, closing_id=closing_id)
-    if record is None:
-        raise LookupError(f"closing_id: no closing {closing_id}")
+        closings = repository.get_closings(session=session, closing_ids=scope)
+        lines: dict[uuid.UUID, list[PlanLineRow]] = {}
+        for line in repository.list_current_lines(session=session, closing_ids=scope):
+            lines.setdefault(line.closing_id, []).append(line)
+        keyed = {
+            closing.id: (
+                artifact_key(closing.crm_closing_id),
+                _digest(milestone_facts(closing, lines.get(closing.id, []))),
+            )
+            for closing in closings
+        }
+        shown = repository.published_digests(
+            session=session, keys=[key for key, _ in keyed.values()]
+        )
+        news = sorted(
+            (closing_id, key, digest)
+            for closing_id, (key, digest) in keyed.items()
+            if shown.get(key) != digest
+        )
+        # No milestone since: not even the report is read.
+        records = [
+            (key, digest, repository.read_closing_record(session=session, closing_id=closing_id))
+            for closing_id, key, digest in news
+        ]
+    published: dict[str, str] = {}
+    try:
+        for key, digest, record in records:
+            assert record is not None  # read in the session that found the closing
+            _create(key, record, as_of)
+            published[key] = digest
+    finally:
+        # Noted only once created: a version that failed is tried again next time.
+        _published(published)
+    if missing := scope - keyed.keys():
+        raise LookupError(f"closing_id: no closing {', '.join(map(str, sorted(missing)))}")
+    return len(published)
+
+
+def _create(key: str, record: ClosingRecord, as_of: datetime) -> None:
     report = closing_report(record, as_of=as_of)
     reason, since = record.closing.attention_reason, record.closing.attention_at
     state = describe(report.status)
@@ -98,23 +133,27 @@ def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> int:
         markdown=closing_markdown(report, state=state),
         description=f"Plan and timeline of closing {report.crm_closing_id} ({state})",
     )
-    # Noted only once created: a version that failed is tried again next time.
-    _published({key: digest})
-    return 1
 
 
-def publish(closing_id: uuid.UUID, as_of: datetime) -> None:
-    """Publish the closing's artifacts inside a flow without letting a report failure fail it.
+def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> int:
+    """Publish one closing's artifact if it reached a milestone; returns 1 if it got a new
+    version, else 0."""
+    return publish_closings([closing_id], as_of)
+
+
+def publish(closing_ids: uuid.UUID | Iterable[uuid.UUID], as_of: datetime) -> None:
+    """Publish these closings' artifacts inside a flow without letting a report failure fail it.
 
     Artifacts are for people to look at: a closing's orders and notifications must not wait on
     them. A failure is logged as a warning on the run. No task run: an artifact is itself what
     a person looks at, and one task run per publish cost more than the artifact.
     """
+    scope = [closing_ids] if isinstance(closing_ids, uuid.UUID) else list(closing_ids)
     try:
-        publish_closing(closing_id, as_of)
+        publish_closings(scope, as_of)
     except Exception as err:
         get_run_logger().warning(
-            "Could not publish the artifact of closing %s (%s)", closing_id, type(err).__name__
+            "Could not publish the artifacts of %d closings (%s)", len(scope), type(err).__name__
         )
 
 

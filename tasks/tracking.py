@@ -13,6 +13,7 @@ from datetime import datetime
 
 from prefect import task
 from prefect.cache_policies import NONE
+from sqlmodel import Session
 
 from models.tables import (
     Audience,
@@ -53,24 +54,23 @@ def open_items(as_of: datetime) -> dict[str, HeldItem]:
 
 
 def repick_candidates(closing_ids: Iterable[uuid.UUID] | None) -> list[uuid.UUID]:
-    """The live closings (of these, or all) that have a line to re-pick (its order ended
-    unfulfilled)."""
+    """The tracked closings (of these, or all) that have a line to re-pick (its order ended
+    unfulfilled), in one query."""
+    scope = set(closing_ids) if closing_ids is not None else None
+    if scope is not None and not scope:
+        return []
     with db_session() as session:
-        scope: list[uuid.UUID | None] = list(closing_ids) if closing_ids is not None else [None]
-        lines = [
-            line
-            for closing_id in scope
-            for line in repository.list_lines_to_repick(session=session, closing_id=closing_id)
-        ]
+        lines = repository.list_lines_to_repick(session=session, closing_ids=scope)
     return sorted({line.closing_id for line in lines})
 
 
-def lacks_account_numbers(closing_id: uuid.UUID) -> bool:
-    """Whether a live service of the closing has no account number yet."""
+def lacking_account_numbers(closing_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of these closings with a live service that has no account number yet."""
+    scope = set(closing_ids)
+    if not scope:
+        return set()
     with db_session() as session:
-        return bool(
-            repository.list_live_items_without_account(session=session, closing_id=closing_id)
-        )
+        return repository.closings_lacking_accounts(session=session, closing_ids=scope)
 
 
 @task(name="fill account numbers", cache_policy=NONE, **OFFERGRID_TASK_OPTIONS)
@@ -99,40 +99,50 @@ def fill_account_numbers(closing_id: uuid.UUID) -> int:
     return found
 
 
+def _upsert(session: Session, update: ItemUpdate, source: StatusSource) -> bool:
+    return repository.upsert_item_status(
+        session=session,
+        offergrid_item_id=update.offergrid_item_id,
+        status=update.status,
+        at=update.at,
+        source=source,
+        scheduled_for=update.scheduled_for,
+        account_number=update.account_number,
+        notes=update.notes,
+    )
+
+
 def record_update(update: ItemUpdate, source: StatusSource) -> bool:
     """Store one item status from Offergrid unless it is older than what we hold; True if stored."""
     with db_session() as session:
-        return repository.upsert_item_status(
-            session=session,
-            offergrid_item_id=update.offergrid_item_id,
-            status=update.status,
-            at=update.at,
-            source=source,
-            scheduled_for=update.scheduled_for,
-            account_number=update.account_number,
-            notes=update.notes,
-        )
+        return _upsert(session, update, source)
 
 
 def apply_updates(updates: list[ItemUpdate], source: StatusSource) -> list[AppliedChange]:
-    """Apply each update unless it is older than what we hold; returns the ones that changed."""
-    return [_applied(update) for update in updates if record_update(update, source)]
+    """Apply each update unless it is older than what we hold; returns the ones that changed.
 
-
-def _applied(update: ItemUpdate) -> AppliedChange:
+    One session for all of them, each update still its own committed unit of work.
+    """
+    changes: list[AppliedChange] = []
     with db_session() as session:
-        record = repository.get_item_line(
-            session=session, offergrid_item_id=update.offergrid_item_id
-        )
-    assert record is not None and record.item is not None and record.placement is not None
-    return AppliedChange(
-        closing_id=record.placement.closing_id,
-        category=record.category,
-        provider=record.line.provider_name,
-        status=update.status,
-        scheduled_for=record.item.scheduled_for,
-        account_number=record.item.account_number,
-    )
+        for update in updates:
+            if not _upsert(session, update, source):
+                continue
+            record = repository.get_item_line(
+                session=session, offergrid_item_id=update.offergrid_item_id
+            )
+            assert record is not None and record.item is not None and record.placement is not None
+            changes.append(
+                AppliedChange(
+                    closing_id=record.placement.closing_id,
+                    category=record.category,
+                    provider=record.line.provider_name,
+                    status=update.status,
+                    scheduled_for=record.item.scheduled_for,
+                    account_number=record.item.account_number,
+                )
+            )
+    return changes
 
 
 def assess_risks(as_of: datetime, closing_id: uuid.UUID | None = None) -> list[RiskFinding]:
@@ -168,24 +178,28 @@ class ItemNews:
     account_number: str | None
 
 
-def item_news(closing_id: uuid.UUID) -> list[ItemNews]:
-    """The news of a closing's items not told yet, derived from each item's current status.
+def item_news(closing_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[ItemNews]]:
+    """The news of these closings' items not told yet, derived from each item's current status,
+    by closing (two queries however many closings).
 
     The agent hears every milestone, so a milestone whose agent message is recorded is old news;
     reading that here keeps a sync from composing a message for every item every time.
     """
+    scope = set(closing_ids)
+    if not scope:
+        return {}
     with db_session() as session:
-        ordered = repository.list_ordered_lines(session=session, closing_id=closing_id)
-        told = repository.list_notification_keys(session=session, closing_id=closing_id)
-    news: list[ItemNews] = []
+        ordered = repository.list_ordered_lines(session=session, closing_ids=scope)
+        told = repository.list_notification_keys(session=session, closing_ids=scope)
+    news: dict[uuid.UUID, list[ItemNews]] = {}
     for record in ordered:
         line, item = record.line, record.item
         assert item is not None  # ordered lines have their item
         milestone = milestone_for(str(item.status))
         topic = f"{line.category}:{line.attempt}"
-        if milestone is None or told_key(closing_id, Audience.agent, milestone, topic) in told:
+        if milestone is None or told_key(line.closing_id, Audience.agent, milestone, topic) in told:
             continue
-        news.append(
+        news.setdefault(line.closing_id, []).append(
             ItemNews(
                 milestone=milestone,
                 topic=topic,

@@ -19,8 +19,8 @@ def _facts(stored: StoredClosing) -> tuple[object, ...]:
     with db_session(stored.settings) as session:
         closing = repository.get_closing(session=session, closing_id=stored.closing_id)
         assert closing is not None
-        records = repository.list_line_orders(session=session, closing_id=stored.closing_id)
-        return artifacts.milestone_facts(closing, records)
+        lines = repository.list_plan_lines(session=session, closing_id=stored.closing_id)
+        return artifacts.milestone_facts(closing, lines)
 
 
 def _set_line(stored: StoredClosing, category: str, **values: object) -> None:

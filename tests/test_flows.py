@@ -172,6 +172,24 @@ def test_closing_runs_to_fulfilled_with_bulk_sync_and_cached_catalog(
     milestones = {json.loads(line)["milestone"] for line in outbox}
     assert {"plan_ready", "order_accepted", "order_scheduled", "order_fulfilled"} <= milestones
     _assert_every_service_started_in_its_window(offergrid, closings)
+    # Each closing's artifact ends on its end: the sync that fulfilled it published that too.
+    for closing in closings:
+        latest = _latest_artifact(artifact_key(closing.crm_closing_id))
+        assert "**Status:** fulfilled" in latest, latest[:200]
+
+
+def _latest_artifact(key: str) -> str:
+    """The markdown of the newest version of the artifact under `key`."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        [latest] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    return str(latest.data)
 
 
 def _assert_every_service_started_in_its_window(

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from sqlmodel import select
 
 from models.closing import ClosingRequest, ContactChannel
+from models.tables import Notification
 from preclose.runtime import db_session
 from preclose.settings import get_settings
 from preclose.storage import repository
@@ -31,7 +33,7 @@ from preclose.wording.notify import (
     message_templates,
     send,
 )
-from tasks.notifications import notify_milestone
+from tasks.notifications import Notice, notify_milestone, notify_milestones
 
 # What must never reach a buyer or an agent: Offergrid or database IDs, status codes, internals.
 _TECHNICAL = [
@@ -342,3 +344,37 @@ def test_failed_delivery_raises_without_secrets(tmp_path: Path) -> None:
         )
     assert "pa55word" not in str(raised.value)
     assert str(port) not in str(raised.value)
+
+
+def test_a_failed_send_gives_back_the_messages_not_yet_tried(
+    configured: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several milestones are claimed together; when one send fails, it stays told (at most once)
+    and the ones after it are given back, so a later run tells them."""
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("PRECLOSE_NOTIFY_URLS", json.dumps([f"agent=json://127.0.0.1:{port}/a"]))
+    get_settings.cache_clear()
+    closing_id = _stored(_closing(consent=True))
+    notices = [
+        Notice(Milestone.order_accepted, _facts(), topic="internet:1"),
+        Notice(Milestone.order_scheduled, _facts(), topic="internet:1"),
+    ]
+    with pytest.raises(NotificationError):
+        notify_milestones(closing_id, notices)
+
+    monkeypatch.setenv("PRECLOSE_NOTIFY_URLS", "[]")
+    get_settings.cache_clear()
+    told = notify_milestones(closing_id, notices)
+    # The accepted message reached the buyer, and its failed agent send is not repeated.
+    assert told == [[], [Audience.buyer, Audience.agent]]
+    with db_session() as session:
+        rows = session.exec(select(Notification)).all()
+    sent = sorted((row.milestone, row.audience.value, row.sent_at is not None) for row in rows)
+    assert sent == [
+        ("order_accepted", "agent", False),
+        ("order_accepted", "buyer", True),
+        ("order_scheduled", "agent", True),
+        ("order_scheduled", "buyer", True),
+    ]

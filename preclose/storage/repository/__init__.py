@@ -33,6 +33,7 @@ from preclose.storage.repository.closings import (
     create_or_get_closing,
     get_closing,
     get_closing_by_crm_id,
+    get_closings,
     list_closings,
     mark_needs_attention,
     transition_closing,
@@ -82,8 +83,10 @@ from preclose.storage.repository.events import list_notification_keys as list_no
 from preclose.storage.repository.events import notification_key as notification_key
 from preclose.storage.repository.events import published_digests as published_digests
 from preclose.storage.repository.events import record_published as record_published
+from preclose.storage.repository.events import release_notifications as release_notifications
 from preclose.storage.repository.items import (
     assess_line_risks,
+    closings_lacking_accounts,
     fill_item_facts,
     get_item_by_offergrid_id,
     get_item_line,
@@ -108,6 +111,7 @@ from preclose.storage.repository.placements import (
     mark_placement_failed,
     mark_placement_placed,
     mark_placement_unknown,
+    placements_summary,
 )
 from preclose.storage.repository.placements import items_to_cancel as items_to_cancel
 from preclose.storage.repository.placements import prepare_placements as prepare_placements
@@ -115,6 +119,7 @@ from preclose.storage.repository.placements import release_placement as release_
 from preclose.storage.repository.plans import (
     cancel_unplaced_lines,
     get_plan_line,
+    list_current_lines,
     list_due_plan_lines,
     list_plan_lines,
     save_plan,
@@ -133,6 +138,7 @@ __all__ = [
     "assess_line_risks",
     "cancel_unplaced_lines",
     "claim_notifications",
+    "closings_lacking_accounts",
     "correct_address",
     "create_or_get_closing",
     "create_placement_intent",
@@ -140,6 +146,7 @@ __all__ = [
     "find_placement_by_intent_key",
     "get_closing",
     "get_closing_by_crm_id",
+    "get_closings",
     "get_item_by_offergrid_id",
     "get_item_for_line",
     "get_item_line",
@@ -148,6 +155,7 @@ __all__ = [
     "intent_key_for",
     "list_attempts",
     "list_closings",
+    "list_current_lines",
     "list_due_plan_lines",
     "list_fulfilled_closings",
     "list_items_watched",
@@ -164,6 +172,7 @@ __all__ = [
     "mark_placement_placed",
     "mark_placement_unknown",
     "placement_categories",
+    "placements_summary",
     "record_api_call",
     "record_notification",
     "record_webhook_event",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -95,7 +96,10 @@ def list_attempts(*, session: Session, closing_id: uuid.UUID, category: str) -> 
 
 
 def list_lines_to_repick(
-    *, session: Session, closing_id: uuid.UUID | None = None
+    *,
+    session: Session,
+    closing_id: uuid.UUID | None = None,
+    closing_ids: Collection[uuid.UUID] | None = None,
 ) -> list[PlanLineRow]:
     """Current lines whose order was rejected or failed, of closings whose orders are followed,
     oldest change first."""
@@ -112,6 +116,8 @@ def list_lines_to_repick(
     )
     if closing_id is not None:
         statement = statement.where(col(PlanLineRow.closing_id) == closing_id)
+    if closing_ids is not None:
+        statement = statement.where(col(PlanLineRow.closing_id).in_(list(closing_ids)))
     return list(session.exec(statement).all())
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -55,6 +55,13 @@ def create_or_get_closing(*, session: Session, closing_in: ClosingRequest) -> tu
 def get_closing(*, session: Session, closing_id: uuid.UUID) -> Closing | None:
     """The closing with this ID, if any."""
     return session.get(Closing, closing_id)
+
+
+def get_closings(*, session: Session, closing_ids: Collection[uuid.UUID]) -> list[Closing]:
+    """The closings with these IDs that exist, in one query."""
+    if not closing_ids:
+        return []
+    return list(session.exec(select(Closing).where(col(Closing.id).in_(list(closing_ids)))).all())
 
 
 def get_closing_by_crm_id(*, session: Session, crm_closing_id: str) -> Closing | None:

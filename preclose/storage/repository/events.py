@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from contextlib import suppress
 from datetime import datetime
 
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -92,10 +94,22 @@ def notification_key(closing_id: uuid.UUID, audience: Audience, milestone: str) 
     return f"{closing_id}:{Audience(audience)}:{milestone}"
 
 
-def list_notification_keys(*, session: Session, closing_id: uuid.UUID) -> set[str]:
-    """The dedupe keys of every message recorded for a closing: who was told what already."""
-    statement = select(Notification.dedupe_key).where(col(Notification.closing_id) == closing_id)
+def list_notification_keys(*, session: Session, closing_ids: Collection[uuid.UUID]) -> set[str]:
+    """The dedupe keys of every message recorded for these closings: who was told what already."""
+    if not closing_ids:
+        return set()
+    statement = select(Notification.dedupe_key).where(
+        col(Notification.closing_id).in_(list(closing_ids))
+    )
     return set(session.exec(statement).all())
+
+
+def release_notifications(*, session: Session, notification_ids: list[uuid.UUID]) -> None:
+    """Give back claims whose message was never tried, so a later run tells it."""
+    if not notification_ids:
+        return
+    session.execute(sa_delete(Notification).where(col(Notification.id).in_(notification_ids)))
+    _commit(session)
 
 
 def record_notification(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -145,6 +146,27 @@ def list_live_items_without_account(
         )
     ).all()
     return [(str(order_id), str(item_id)) for order_id, item_id in rows]
+
+
+def closings_lacking_accounts(
+    *, session: Session, closing_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Those of these closings with a live service that has no account number yet (one query)."""
+    if not closing_ids:
+        return set()
+    rows = session.exec(
+        select(Placement.closing_id)
+        .join(OrderItem, col(Placement.id) == col(OrderItem.placement_id))
+        .where(
+            col(Placement.closing_id).in_(list(closing_ids)),
+            col(Placement.offergrid_order_id).is_not(None),
+            col(OrderItem.offergrid_item_id).is_not(None),
+            col(OrderItem.status).in_([s.value for s in FULFILLED]),
+            col(OrderItem.account_number).is_(None),
+        )
+        .distinct()
+    ).all()
+    return set(rows)
 
 
 def fill_item_facts(*, session: Session, offergrid_item_id: str, account_number: str) -> bool:
@@ -294,12 +316,16 @@ def get_item_line(*, session: Session, offergrid_item_id: str) -> LineRecord | N
     return LineRecord(line=line, item=item, placement=session.get(Placement, item.placement_id))
 
 
-def list_ordered_lines(*, session: Session, closing_id: uuid.UUID) -> list[LineRecord]:
-    """Every ordered item of a closing (any attempt) that has a status, with its plan line."""
+def list_ordered_lines(*, session: Session, closing_ids: Collection[uuid.UUID]) -> list[LineRecord]:
+    """Every ordered item of these closings (any attempt) that has a status, with its plan line:
+    one query however many closings."""
+    if not closing_ids:
+        return []
     rows = session.exec(
         select(OrderItem, PlanLineRow)
         .join(PlanLineRow, col(PlanLineRow.id) == col(OrderItem.plan_line_id))
         .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
-        .where(col(Placement.closing_id) == closing_id, col(OrderItem.status).is_not(None))
+        .where(col(Placement.closing_id).in_(list(closing_ids)), col(OrderItem.status).is_not(None))
+        .order_by(col(PlanLineRow.closing_id), col(PlanLineRow.category), col(PlanLineRow.attempt))
     ).all()
     return [LineRecord(line=line, item=item) for item, line in rows]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from models.tables import (
     Closing,
@@ -75,6 +75,22 @@ def list_placement_items(*, session: Session, placement_id: uuid.UUID) -> list[O
         .order_by(col(OrderItem.offer_id), col(OrderItem.id))
     )
     return list(session.exec(statement).all())
+
+
+def placements_summary(
+    *, session: Session, placement_ids: Collection[uuid.UUID]
+) -> tuple[int, set[uuid.UUID]]:
+    """(how many items these placements hold, the closings they belong to), in two queries."""
+    if not placement_ids:
+        return 0, set()
+    ids = list(placement_ids)
+    items = session.exec(
+        select(func.count()).select_from(OrderItem).where(col(OrderItem.placement_id).in_(ids))
+    ).one()
+    closings = set(
+        session.exec(select(Placement.closing_id).where(col(Placement.id).in_(ids))).all()
+    )
+    return int(items), closings
 
 
 def list_placements(
