@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.place import place_due_orders
-from flows.runs import tag_this_run
+from flows.runs import FLOW_OPTIONS, tag_this_run
 from models.change import ChangeOutcome, ChangeSummary, ClosingChange, ServiceConsequence
 from models.tables import ClosingStatus
 from offergrid.models import Order
@@ -84,7 +84,7 @@ def change_run_name() -> str:
     return f"change {crm_id} ({', '.join(dict.fromkeys(kinds)) or 'change'})"
 
 
-@flow(name="change closing", flow_run_name=change_run_name)
+@flow(name="change closing", flow_run_name=change_run_name, **FLOW_OPTIONS)
 def change_closing(
     crm_closing_id: str | None = None,
     change: ClosingChange | None = None,

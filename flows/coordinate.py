@@ -8,7 +8,7 @@ from datetime import datetime
 from prefect import flow, get_run_logger
 
 from flows.place import place_due_orders
-from flows.runs import coordinate_run_name, tag_this_run
+from flows.runs import FLOW_OPTIONS, coordinate_run_name, tag_this_run
 from models.closing import ClosingRequest
 from models.plan import Plan
 from models.summary import ClosingSummary, LineSummary
@@ -34,7 +34,9 @@ from tasks.tracking import advance_closings
 _PLAN_TRIES = 3
 
 
-@flow(name="coordinate closing", flow_run_name=coordinate_run_name, log_prints=False)
+@flow(
+    name="coordinate closing", flow_run_name=coordinate_run_name, log_prints=False, **FLOW_OPTIONS
+)
 def coordinate_closing(
     closing: ClosingRequest | None = None,
     as_of: datetime | None = None,

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from prefect import flow, get_run_logger
 
-from flows.runs import follow_up_run_name, tag_this_run
+from flows.runs import FLOW_OPTIONS, follow_up_run_name, tag_this_run
 from models.summary import FollowUpSummary
 from preclose.names import as_of_or_now, closing_tag
 from preclose.rules.tracking import RiskFinding
@@ -141,7 +141,7 @@ def _crm_id(closing_id: uuid.UUID) -> str:
     return row.crm_closing_id if row is not None else str(closing_id)
 
 
-@flow(name="follow up closing", flow_run_name=follow_up_run_name)
+@flow(name="follow up closing", flow_run_name=follow_up_run_name, **FLOW_OPTIONS)
 def follow_up_closing(crm_closing_id: str, as_of: datetime | None = None) -> FollowUpSummary:
     """Follow up one closing after its orders moved (run by the webhook event's trigger)."""
     now = as_of_or_now(as_of)

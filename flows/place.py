@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 from prefect.states import Completed
 
-from flows.runs import place_run_name, tag_this_run
+from flows.runs import FLOW_OPTIONS, place_run_name, tag_this_run
 from models.summary import PlacementSummary
 from preclose.names import as_of_or_now, closing_tag
 from preclose.runtime import db_session
@@ -18,7 +18,7 @@ from tasks.orders import place_order, prepare_placements
 WAITING = "Waiting on another placer"
 
 
-@flow(name="place due orders", flow_run_name=place_run_name)
+@flow(name="place due orders", flow_run_name=place_run_name, **FLOW_OPTIONS)
 def place_due_orders(
     crm_closing_id: str | None = None, as_of: datetime | None = None
 ) -> PlacementSummary:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows.runs import FLOW_OPTIONS
 from models.summary import ReconcileSummary
 from preclose.intake import restart_stranded
 from tasks.lifecycle import mark_needs_attention
 
 
-@flow(name="reconcile intake")
+@flow(name="reconcile intake", **FLOW_OPTIONS)
 def reconcile_intake() -> ReconcileSummary:
     """Start again the run of each accepted request whose run was lost, crashed, cancelled by a
     stop or failed for a passing reason (idempotent: each attempt has its own key)."""

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from prefect.runtime import flow_run
+
+# Every flow's options. Flow results are summaries nobody reads back, and a flow's persisted
+# results would carry its tasks' too (the buyer's self-serve link among them): never persisted.
+# Saying so also spares a call to Prefect's server per run, which otherwise asks for its default.
+FLOW_OPTIONS: dict[str, Any] = {"persist_result": False}
 
 
 def _as_of_label() -> str:

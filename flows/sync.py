@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from prefect import flow, get_run_logger
 
 from flows.follow_up import follow_up
-from flows.runs import sync_run_name
+from flows.runs import FLOW_OPTIONS, sync_run_name
 from models.summary import SyncSummary
 from models.tables import StatusSource
 from preclose.names import as_of_or_now
@@ -28,7 +28,7 @@ def status_period(as_of: datetime, minutes: float) -> str:
     return start.strftime("%Y%m%dT%H%M%S")
 
 
-@flow(name="sync orders", flow_run_name=sync_run_name)
+@flow(name="sync orders", flow_run_name=sync_run_name, **FLOW_OPTIONS)
 def sync_orders(as_of: datetime | None = None) -> SyncSummary:
     """Read every order once, apply what changed, then follow up every closing it touched."""
     now = as_of_or_now(as_of)

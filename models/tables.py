@@ -478,8 +478,10 @@ class Notification(SQLModel, table=True):
 class PublishedArtifact(SQLModel, table=True):
     """What was last published to Prefect under an artifact key, shared by every process.
 
-    `digest` is a hash of the facts the artifact shows; a key whose facts have not changed gets
-    no new version (each version is a write and two events in Prefect's server).
+    `digest` is a hash of the facts the artifact shows; a key whose facts have not changed is not
+    touched. `artifact_id` is the Prefect artifact kept current under the key: it is updated in
+    place (one write, no events), where each new version cost Prefect's server a write and two
+    events.
     """
 
     __tablename__ = "published_artifact"
@@ -487,6 +489,7 @@ class PublishedArtifact(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=100)
     digest: str = Field(max_length=64)
     published_at: datetime = _tz(default_factory=utcnow)
+    artifact_id: uuid.UUID | None = Field(default=None)
 
 
 # CRM API: caller keys and the requests CRMs sent -----------------------------------------------

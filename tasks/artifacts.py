@@ -10,6 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactUpdate
+from prefect.exceptions import ObjectNotFound
 
 from models.records import ClosingRecord
 from models.tables import Closing, ClosingStatus, PlanLineRow, PlanLineState
@@ -31,10 +34,34 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def _published(digests: dict[str, str]) -> None:
+def _published(digests: dict[str, str], artifact_ids: dict[str, uuid.UUID] | None = None) -> None:
     if digests:
         with db_session() as session:
-            repository.record_published(session=session, digests=digests)
+            repository.record_published(session=session, digests=digests, artifact_ids=artifact_ids)
+
+
+def show_markdown(
+    key: str, markdown: str, description: str, artifact_id: uuid.UUID | None
+) -> uuid.UUID:
+    """Update the key's artifact in place, or create it (the first time, or when Prefect no
+    longer has it); returns the artifact's ID.
+
+    In place, because the document holds its own timeline: a version per milestone cost Prefect's
+    server a write and two events each, and a person only ever reads the latest.
+    """
+    if artifact_id is not None:
+        try:
+            with get_client(sync_client=True) as client:
+                client.update_artifact(
+                    artifact_id=artifact_id,
+                    artifact=ArtifactUpdate(data=markdown, description=description),
+                )
+            return artifact_id
+        except ObjectNotFound:
+            pass  # removed from Prefect (retention, a reset server): a new one under the key
+    created = create_markdown_artifact(key=key, markdown=markdown, description=description)
+    assert isinstance(created, uuid.UUID)  # called from sync code: the sync variant ran
+    return created
 
 
 # A line's milestones: on its way (planned, being ordered, ordered), live, or ended otherwise.
@@ -72,7 +99,7 @@ def milestone_facts(closing: Closing, lines: Sequence[PlanLineRow]) -> tuple[obj
 
 def publish_closings(closing_ids: Iterable[uuid.UUID], as_of: datetime) -> int:
     """Publish the artifact (plan, then timeline) of each of these closings that reached a
-    milestone since it was last published (by any process); returns how many got a new version.
+    milestone since it was last published (by any process); returns how many were shown anew.
 
     One read of every closing's milestone facts and of what each artifact shows; the full report
     is read only for those with news.
@@ -92,34 +119,38 @@ def publish_closings(closing_ids: Iterable[uuid.UUID], as_of: datetime) -> int:
             )
             for closing in closings
         }
-        shown = repository.published_digests(
+        shown = repository.published_artifacts(
             session=session, keys=[key for key, _ in keyed.values()]
         )
         news = sorted(
             (closing_id, key, digest)
             for closing_id, (key, digest) in keyed.items()
-            if shown.get(key) != digest
+            if key not in shown or shown[key].digest != digest
         )
         # No milestone since: not even the report is read.
         records = [
             (key, digest, repository.read_closing_record(session=session, closing_id=closing_id))
             for closing_id, key, digest in news
         ]
+        ids = {key: row.artifact_id for key, row in shown.items()}
     published: dict[str, str] = {}
+    shown_as: dict[str, uuid.UUID] = {}
     try:
         for key, digest, record in records:
             assert record is not None  # read in the session that found the closing
-            _create(key, record, as_of)
+            shown_as[key] = _show(key, record, as_of, ids.get(key))
             published[key] = digest
     finally:
-        # Noted only once created: a version that failed is tried again next time.
-        _published(published)
+        # Noted only once shown: one that failed is tried again next time.
+        _published(published, shown_as)
     if missing := scope - keyed.keys():
         raise LookupError(f"closing_id: no closing {', '.join(map(str, sorted(missing)))}")
     return len(published)
 
 
-def _create(key: str, record: ClosingRecord, as_of: datetime) -> None:
+def _show(
+    key: str, record: ClosingRecord, as_of: datetime, artifact_id: uuid.UUID | None
+) -> uuid.UUID:
     report = closing_report(record, as_of=as_of)
     reason, since = record.closing.attention_reason, record.closing.attention_at
     state = describe(report.status)
@@ -128,16 +159,17 @@ def _create(key: str, record: ClosingRecord, as_of: datetime) -> None:
         state += f" since {since:%Y-%m-%d %H:%M} UTC: {reason}" if since else f": {reason}"
     # One artifact, not a table and a markdown timeline: each version costs Prefect's server a
     # write and its events, and a person reads the plan and the timeline together anyway.
-    create_markdown_artifact(
-        key=key,
-        markdown=closing_markdown(report, state=state),
-        description=f"Plan and timeline of closing {report.crm_closing_id} ({state})",
+    return show_markdown(
+        key,
+        closing_markdown(report, state=state),
+        f"Plan and timeline of closing {report.crm_closing_id} ({state})",
+        artifact_id,
     )
 
 
 def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> int:
-    """Publish one closing's artifact if it reached a milestone; returns 1 if it got a new
-    version, else 0."""
+    """Publish one closing's artifact if it reached a milestone; returns 1 if it was shown anew,
+    else 0."""
     return publish_closings([closing_id], as_of)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -86,8 +87,14 @@ def test_a_milestone_publishes_one_document_plan_first_then_timeline(
     act, the plan with its risks, then the timeline; no new version until the next milestone."""
     monkeypatch.setenv("PRECLOSE_DATABASE_URL", stored.settings.database_url)
     monkeypatch.setenv("PRECLOSE_DATA_DIR", str(stored.settings.data_dir))
-    calls: list[dict[str, str]] = []
-    monkeypatch.setattr(artifacts, "create_markdown_artifact", lambda **kw: calls.append(kw))
+    calls: list[dict[str, object]] = []
+    created: dict[str, uuid.UUID] = {}
+
+    def show(key: str, markdown: str, description: str, artifact_id: uuid.UUID | None) -> uuid.UUID:
+        calls.append({"key": key, "markdown": markdown, "artifact_id": artifact_id})
+        return artifact_id or created.setdefault(key, uuid.uuid4())
+
+    monkeypatch.setattr(artifacts, "show_markdown", show)
     with db_session(stored.settings) as session:
         closing = session.get(Closing, stored.closing_id)
         assert closing is not None
@@ -102,7 +109,7 @@ def test_a_milestone_publishes_one_document_plan_first_then_timeline(
     assert artifacts.publish_closing(stored.closing_id, now) == 0
     [call] = calls
     assert call["key"] == artifacts.artifact_key("CL-PAGE-1") == "closing-cl-page-1"
-    document = call["markdown"]
+    document = str(call["markdown"])
     status, plan, timeline = (
         document.index("**Status:**"),
         document.index("## Plan"),
@@ -115,7 +122,10 @@ def test_a_milestone_publishes_one_document_plan_first_then_timeline(
 
     _set_line(stored, stored.risky_category, at_risk=False, risk_reason=None)
     assert artifacts.publish_closing(stored.closing_id, now) == 1
-    assert RISK not in calls[-1]["markdown"] and "| Risk |" not in calls[-1]["markdown"]
+    # The same artifact, kept current: the new milestone updates it in place.
+    assert calls[0]["artifact_id"] is None and calls[-1]["artifact_id"] == created[call["key"]]
+    later = str(calls[-1]["markdown"])
+    assert RISK not in later and "| Risk |" not in later
     with db_session(stored.settings) as session:
         keys = [row.key for row in session.exec(select(PublishedArtifact)).all()]
     assert keys == ["closing-cl-page-1"]

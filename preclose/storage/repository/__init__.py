@@ -81,7 +81,7 @@ from preclose.storage.repository.events import (
 from preclose.storage.repository.events import last_published as last_published
 from preclose.storage.repository.events import list_notification_keys as list_notification_keys
 from preclose.storage.repository.events import notification_key as notification_key
-from preclose.storage.repository.events import published_digests as published_digests
+from preclose.storage.repository.events import published_artifacts as published_artifacts
 from preclose.storage.repository.events import record_published as record_published
 from preclose.storage.repository.events import release_notifications as release_notifications
 from preclose.storage.repository.items import (

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Collection
 from contextlib import suppress
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import update as sa_update
@@ -211,10 +212,10 @@ def mark_notification_sent(
 # Artifacts ------------------------------------------------------------------------------------
 
 
-def published_digests(*, session: Session, keys: list[str]) -> dict[str, str]:
-    """The digest last published under each of these artifact keys that has one."""
+def published_artifacts(*, session: Session, keys: list[str]) -> dict[str, PublishedArtifact]:
+    """What was last published under each of these artifact keys that has been published."""
     rows = session.exec(select(PublishedArtifact).where(col(PublishedArtifact.key).in_(keys))).all()
-    return {row.key: row.digest for row in rows}
+    return {row.key: row for row in rows}
 
 
 def last_published(*, session: Session, key: str) -> PublishedArtifact | None:
@@ -222,19 +223,29 @@ def last_published(*, session: Session, key: str) -> PublishedArtifact | None:
     return session.get(PublishedArtifact, key)
 
 
-def record_published(*, session: Session, digests: dict[str, str]) -> None:
-    """Note what each artifact key now shows (after its new version was created), in one unit."""
+def record_published(
+    *,
+    session: Session,
+    digests: dict[str, str],
+    artifact_ids: dict[str, uuid.UUID] | None = None,
+) -> None:
+    """Note what each artifact key now shows (after it was created or updated), and the Prefect
+    artifact kept current under it, in one unit."""
     now = utcnow()
-    known = set(published_digests(session=session, keys=list(digests)))
+    ids = artifact_ids or {}
+    known = set(published_artifacts(session=session, keys=list(digests)))
     for key, digest in digests.items():
+        values: dict[str, Any] = {"digest": digest, "published_at": now}
+        if key in ids:
+            values["artifact_id"] = ids[key]
         if key in known:
             session.execute(
                 sa_update(PublishedArtifact)
                 .where(col(PublishedArtifact.key) == key)
-                .values(digest=digest, published_at=now)
+                .values(**values)
             )
         else:
-            session.add(PublishedArtifact(key=key, digest=digest, published_at=now))
+            session.add(PublishedArtifact.model_validate({"key": key, **values}))
     # Another process may have recorded a new key first: what it shows is as new as ours.
     with suppress(IntegrityError):
         _commit(session)
