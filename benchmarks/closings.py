@@ -448,6 +448,7 @@ def print_where(
         "task run": sum(objects["task runs"].values()),
         "artifact": objects["rows"].get("artifact", 0),
         "log line": objects["rows"].get("log", 0),
+        "artifact update": calls.counts.get("PATCH /artifacts/{id}", 0),
     }
     calls_total = sum(calls.counts.values())
     expected_calls = sum(counts[kind] * units[kind][1] for kind in counts)
@@ -461,7 +462,7 @@ def print_where(
         cost, _ = units[kind]
         share = count * cost / n * 1000
         explained += share
-        extra = " beyond those of the runs and artifacts" if kind == "API call" else ""
+        extra = " beyond those above" if kind == "API call" else ""
         print(f"    {share:5.0f} ms  {count / n:.1f} {kind}s{extra} x {cost * 1000:.1f} ms")
     print(f"    {idle_ms:5.0f} ms  its services idling")
     rest = server_used / n * 1000 - explained

@@ -7,9 +7,10 @@
   server or Offergrid charges nothing. Its own cost lands on the sampler thread, not the one
   measured (the GIL aside).
 - `PrefectCalls`: counts our process's calls to Prefect's API by method and route.
-- `server_unit_costs`: Prefect's server CPU for one flow run, one task run, one artifact and one
-  plain API call, measured on the same server after the run (an empty flow and task, each many
-  times), to say how much of the server's CPU each kind of thing we asked of it explains.
+- `server_unit_costs`: Prefect's server CPU for one flow run, one task run, one artifact, one
+  artifact update and one plain API call, measured on the same server after the run (an empty
+  flow and task, each many times), to say how much of the server's CPU each kind of thing we
+  asked of it explains.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -146,8 +148,8 @@ def server_unit_costs(
     idle_rate: float,
     count: int = 40,
 ) -> dict[str, tuple[float, float]]:
-    """Per flow run, task run, artifact, log line and plain API call: (server CPU seconds, API
-    calls).
+    """Per flow run, task run, artifact, artifact update, log line and plain API call: (server
+    CPU seconds, API calls).
 
     Each is measured on the server the run used, after it: `count` empty flow runs, then as many
     flow runs with 5 empty tasks each, then with 5 artifacts each, then with 5 log lines each,
@@ -159,6 +161,7 @@ def server_unit_costs(
     from prefect import flow, get_run_logger, task
     from prefect.artifacts import create_markdown_artifact
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactUpdate
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from preclose.prefect_api import one_prefect_client
@@ -168,12 +171,19 @@ def server_unit_costs(
         """Nothing."""
 
     @flow(name="calibration flow")
-    def empty_flow(tasks: int = 0, artifacts: int = 0, logs: int = 0) -> None:
-        """Nothing but `tasks` empty task runs, `artifacts` artifacts and `logs` log lines."""
+    def empty_flow(tasks: int = 0, artifacts: int = 0, logs: int = 0, updates: int = 0) -> None:
+        """Nothing but `tasks` empty task runs, `artifacts` artifacts, `logs` log lines and one
+        artifact updated in place `updates` times."""
         for _ in range(tasks):
             empty_task()
         for index in range(artifacts):
             create_markdown_artifact(key=f"calibration-{index}", markdown=f"# {index}")
+        if updates:
+            kept = create_markdown_artifact(key="calibration-kept", markdown="# 0")
+            assert isinstance(kept, uuid.UUID)
+            with get_client(sync_client=True) as client:
+                for index in range(updates):
+                    client.update_artifact(kept, ArtifactUpdate(data=f"# {index + 1}"))
         for index in range(logs):
             get_run_logger().info("Calibration line %d of a flow run's log", index)
 
@@ -201,6 +211,7 @@ def server_unit_costs(
         tasks = measured(lambda: [empty_flow(tasks=5) for _ in range(count)], count)
         artifacts = measured(lambda: [empty_flow(artifacts=5) for _ in range(count)], count)
         logs = measured(lambda: [empty_flow(logs=5) for _ in range(count)], count)
+        updates = measured(lambda: [empty_flow(updates=5) for _ in range(count)], count)
     return {
         "flow run": flows,
         "task run": (max(0.0, (tasks[0] - flows[0]) / 5), max(0.0, (tasks[1] - flows[1]) / 5)),
@@ -209,6 +220,11 @@ def server_unit_costs(
             max(0.0, (artifacts[1] - flows[1]) / 5),
         ),
         "log line": (max(0.0, (logs[0] - flows[0]) / 5), max(0.0, (logs[1] - flows[1]) / 5)),
+        # Less the one artifact the flow created first.
+        "artifact update": (
+            max(0.0, (updates[0] - flows[0] - (artifacts[0] - flows[0]) / 5) / 5),
+            max(0.0, (updates[1] - flows[1] - (artifacts[1] - flows[1]) / 5) / 5),
+        ),
         "API call": measured(reads, count * 5),
     }
 

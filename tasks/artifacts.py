@@ -12,7 +12,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import PrefectHTTPStatusError
 
 from models.records import ClosingRecord
 from models.tables import Closing, ClosingStatus, PlanLineRow, PlanLineState
@@ -50,15 +50,22 @@ def show_markdown(
     server a write and two events each, and a person only ever reads the latest.
     """
     if artifact_id is not None:
+        update = ArtifactUpdate(data=markdown, description=description)
         try:
             with get_client(sync_client=True) as client:
-                client.update_artifact(
-                    artifact_id=artifact_id,
-                    artifact=ArtifactUpdate(data=markdown, description=description),
+                # The route itself: the client's `update_artifact` also emits an event carrying
+                # the whole document, which no automation or person listens to.
+                client.request(
+                    "PATCH",
+                    "/artifacts/{id}",
+                    path_params={"id": artifact_id},
+                    json=update.model_dump(mode="json", exclude_unset=True),
                 )
             return artifact_id
-        except ObjectNotFound:
-            pass  # removed from Prefect (retention, a reset server): a new one under the key
+        except PrefectHTTPStatusError as err:
+            if err.response.status_code != 404:
+                raise
+            # Removed from Prefect (retention, a reset server): a new one under the key.
     created = create_markdown_artifact(key=key, markdown=markdown, description=description)
     assert isinstance(created, uuid.UUID)  # called from sync code: the sync variant ran
     return created

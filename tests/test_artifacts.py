@@ -129,3 +129,29 @@ def test_a_milestone_publishes_one_document_plan_first_then_timeline(
     with db_session(stored.settings) as session:
         keys = [row.key for row in session.exec(select(PublishedArtifact)).all()]
     assert keys == ["closing-cl-page-1"]
+
+
+def test_an_artifact_is_updated_in_place_and_made_again_when_prefect_lost_it(
+    prefect_harness: None,
+) -> None:
+    """A known artifact is updated in place (one version); an ID Prefect no longer has (retention,
+    a reset server) gets a new artifact under the key instead of an error."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    key = f"closing-in-place-{uuid.uuid4().hex[:8]}"
+
+    @flow(name="artifact in place")
+    def show_twice(lost: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+        made = artifacts.show_markdown(key, "# one", "first", lost)
+        return made, artifacts.show_markdown(key, "# two", "second", made)
+
+    lost = uuid.uuid4()
+    made, kept = show_twice(lost)
+    assert made != lost and kept == made
+    with get_client(sync_client=True) as client:
+        versions = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    assert [(v.id, v.data, v.description) for v in versions] == [(made, "# two", "second")]
