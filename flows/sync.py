@@ -14,7 +14,7 @@ from preclose.names import as_of_or_now
 from preclose.rules.tracking import is_news, items_offergrid_lacks, updates_from_orders
 from preclose.settings import get_settings
 from tasks.artifacts import publish_health
-from tasks.orders import list_orders
+from tasks.orders import cached_list_orders, list_orders
 from tasks.self_serve import LINK_ONLY_READ_MINUTES, live_link_count, record_link_orders
 from tasks.tracking import apply_updates, open_items
 
@@ -38,10 +38,14 @@ def sync_orders(as_of: datetime | None = None) -> SyncSummary:
     links = live_link_count()
     if not item_ids and not links:
         return SyncSummary()
+    settings = get_settings()
     # With only buyers' links to look at, one read an hour is plenty (not one per sync).
-    minutes = get_settings().status_cache_minutes if item_ids else LINK_ONLY_READ_MINUTES
+    minutes = settings.status_cache_minutes if item_ids else LINK_ONLY_READ_MINUTES
     period = status_period(now, minutes)
-    orders = list_orders(period)
+    # The answer (every order, pickled) is stored only where a later scheduled sync can reuse
+    # it: storing it every 15 minutes for a 5-minute cache cost more than the rare read it saved.
+    read = cached_list_orders(minutes) if minutes > settings.sync_interval_minutes else list_orders
+    orders = read(period)
     lost = items_offergrid_lacks(orders, item_ids)
     if lost:
         # Nothing is changed for them: a person decides (a reset sandbox, or a lost order).

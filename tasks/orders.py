@@ -119,23 +119,27 @@ def orders_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
     return f"offergrid-orders-{endpoint_fingerprint()}-{parameters['period']}"
 
 
-@task(
-    name="list orders",
-    cache_key_fn=orders_cache_key,
-    cache_expiration=timedelta(minutes=5),
-    persist_result=True,
-    **OFFERGRID_TASK_OPTIONS,
-)
+@task(name="list orders", persist_result=False, **OFFERGRID_TASK_OPTIONS)
 def list_orders(period: str) -> list[Order]:
     """Every order of our team in one call, without its customer; `period` names the
     status-cache window it belongs to.
 
-    The result is cached in Prefect's result storage, so the orders' customer details (the
-    buyer's name, email and phone) are dropped here and never leave this task.
+    The customer details (the buyer's name, email and phone) are dropped here, so they never
+    leave this task, nor reach the cached copy (`cached_list_orders`).
     """
     with offergrid_client() as client:
         orders = client.list_orders()
     return [order.model_copy(update={"customer_info": None}) for order in orders]
+
+
+def cached_list_orders(minutes: float) -> Any:
+    """`list_orders` with its answer kept in Prefect's result storage for `minutes`, so every
+    read in the same period shares one call."""
+    return list_orders.with_options(
+        cache_key_fn=orders_cache_key,
+        cache_expiration=timedelta(minutes=minutes),
+        persist_result=True,
+    )
 
 
 def prepare_placements(closing_id: uuid.UUID | None, as_of: datetime) -> list[uuid.UUID]:

@@ -146,3 +146,28 @@ def test_link_and_customer_follow_the_closing(offergrid: SandboxServer) -> None:
     )
     assert _get(offergrid, f"/reseller/links/{link['id']}")["status"] == "inactive"
     assert httpx.get(link["url"]).status_code == 410
+
+
+def test_a_closing_with_only_its_link_live_is_read_hourly_and_open_orders_every_sync(
+    offergrid: SandboxServer,
+) -> None:
+    """Before its first order, a closing's buyer link is looked at once an hour whatever the sync
+    cadence (the stored answer is reused); once orders are open, every sync reads them afresh."""
+    closing: ClosingRequest = sample_closings(offergrid.sandbox.clock.now().date())[0]
+    start = offergrid.sandbox.clock.now()
+    coordinate_closing(closing, as_of=start)
+    assert not _get(offergrid, "/reseller/orders"), "nothing is due on the first day"
+    before = _calls(offergrid, "GET /reseller/orders")
+    for minutes in (0, 15, 30, 45):
+        sync_orders(as_of=start + timedelta(minutes=minutes))
+    assert _calls(offergrid, "GET /reseller/orders") - before == 1
+    sync_orders(as_of=start + timedelta(minutes=75))
+    assert _calls(offergrid, "GET /reseller/orders") - before == 2
+
+    first = _first_order_day(closing.crm_closing_id)
+    _drive(offergrid, (first - offergrid.sandbox.clock.now().date()).days + 0.1)
+    now = offergrid.sandbox.clock.now()
+    reads = _calls(offergrid, "GET /reseller/orders")
+    sync_orders(as_of=now + timedelta(minutes=15))
+    sync_orders(as_of=now + timedelta(minutes=30))
+    assert _calls(offergrid, "GET /reseller/orders") - reads == 2
