@@ -142,17 +142,26 @@ def publish_closings(closing_ids: Iterable[uuid.UUID], as_of: datetime) -> int:
         ids = {key: row.artifact_id for key, row in shown.items()}
     published: dict[str, str] = {}
     shown_as: dict[str, uuid.UUID] = {}
-    try:
-        for key, digest, record in records:
-            assert record is not None  # read in the session that found the closing
+    failed: list[str] = []
+    for key, digest, record in records:
+        assert record is not None  # read in the session that found the closing
+        try:
             shown_as[key] = _show(key, record, as_of, ids.get(key))
             published[key] = digest
-    finally:
-        # Noted only once shown: one that failed is tried again next time.
-        _published(published, shown_as)
+        except Exception as err:
+            # One closing's report must not keep the others' from showing.
+            failed.append(f"{key} ({type(err).__name__})")
+    # Noted only once shown: one that failed is tried again at its next publish.
+    _published(published, shown_as)
     if missing := scope - keyed.keys():
-        raise LookupError(f"closing_id: no closing {', '.join(map(str, sorted(missing)))}")
+        failed += [f"no closing {closing_id}" for closing_id in sorted(missing)]
+    if failed:
+        raise PublishError(f"could not show {len(failed)} artifacts: {', '.join(failed)}")
     return len(published)
+
+
+class PublishError(RuntimeError):
+    """Some closings' artifacts could not be shown (the others were)."""
 
 
 def _show(
@@ -190,6 +199,8 @@ def publish(closing_ids: uuid.UUID | Iterable[uuid.UUID], as_of: datetime) -> No
     scope = [closing_ids] if isinstance(closing_ids, uuid.UUID) else list(closing_ids)
     try:
         publish_closings(scope, as_of)
+    except PublishError as err:
+        get_run_logger().warning("%s", err)
     except Exception as err:
         get_run_logger().warning(
             "Could not publish the artifacts of %d closings (%s)", len(scope), type(err).__name__

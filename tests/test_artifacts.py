@@ -12,7 +12,7 @@ from models.tables import Closing, ClosingStatus, PlanLineRow, PublishedArtifact
 from preclose.runtime import db_session
 from preclose.storage import repository
 from tasks import artifacts
-from tests.fixtures_pages import RISK, StoredClosing
+from tests.fixtures_pages import RISK, StoredClosing, store_closing
 from tests.fixtures_pages import stored as stored
 
 
@@ -155,3 +155,31 @@ def test_an_artifact_is_updated_in_place_and_made_again_when_prefect_lost_it(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
         )
     assert [(v.id, v.data, v.description) for v in versions] == [(made, "# two", "second")]
+
+
+def test_one_closing_whose_artifact_fails_never_keeps_the_others_from_showing(
+    stored: StoredClosing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closings published together are shown one by one: a failure is named, the rest shown and
+    noted, and the one that failed is tried again at its next publish."""
+    monkeypatch.setenv("PRECLOSE_DATABASE_URL", stored.settings.database_url)
+    monkeypatch.setenv("PRECLOSE_DATA_DIR", str(stored.settings.data_dir))
+    other = store_closing(stored.settings, "CL-PAGE-2")
+    broken = artifacts.artifact_key("CL-PAGE-1")
+    shown: list[str] = []
+
+    def show(key: str, markdown: str, description: str, artifact_id: uuid.UUID | None) -> uuid.UUID:
+        if key == broken and not shown.count(key):
+            shown.append(key)
+            raise ConnectionError("Prefect is away")
+        shown.append(key)
+        return uuid.uuid4()
+
+    monkeypatch.setattr(artifacts, "show_markdown", show)
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    with pytest.raises(artifacts.PublishError, match=f"{broken} \\(ConnectionError\\)"):
+        artifacts.publish_closings([stored.closing_id, other.closing_id], now)
+    assert sorted(shown) == [broken, "closing-cl-page-2"]
+
+    assert artifacts.publish_closings([stored.closing_id, other.closing_id], now) == 1
+    assert shown[2:] == [broken]
