@@ -183,12 +183,6 @@ def _show(
     )
 
 
-def publish_closing(closing_id: uuid.UUID, as_of: datetime) -> int:
-    """Publish one closing's artifact if it reached a milestone; returns 1 if it was shown anew,
-    else 0."""
-    return publish_closings([closing_id], as_of)
-
-
 def publish(closing_ids: uuid.UUID | Iterable[uuid.UUID], as_of: datetime) -> None:
     """Publish these closings' artifacts inside a flow without letting a report failure fail it.
 

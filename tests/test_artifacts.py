@@ -105,8 +105,8 @@ def test_a_milestone_publishes_one_document_plan_first_then_timeline(
         session.commit()
     now = datetime(2026, 11, 22, tzinfo=UTC)
 
-    assert artifacts.publish_closing(stored.closing_id, now) == 1
-    assert artifacts.publish_closing(stored.closing_id, now) == 0
+    assert artifacts.publish_closings([stored.closing_id], now) == 1
+    assert artifacts.publish_closings([stored.closing_id], now) == 0
     [call] = calls
     assert call["key"] == artifacts.artifact_key("CL-PAGE-1") == "closing-cl-page-1"
     document = str(call["markdown"])
@@ -121,7 +121,7 @@ def test_a_milestone_publishes_one_document_plan_first_then_timeline(
     assert "| Day | Service | What |" in document[timeline:]
 
     _set_line(stored, stored.risky_category, at_risk=False, risk_reason=None)
-    assert artifacts.publish_closing(stored.closing_id, now) == 1
+    assert artifacts.publish_closings([stored.closing_id], now) == 1
     # The same artifact, kept current: the new milestone updates it in place.
     assert calls[0]["artifact_id"] is None and calls[-1]["artifact_id"] == created[call["key"]]
     later = str(calls[-1]["markdown"])
