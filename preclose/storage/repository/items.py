@@ -130,6 +130,16 @@ def list_items_watched(*, session: Session) -> list[OrderItem]:
     return list(session.exec(statement).all())
 
 
+def _live_without_account() -> tuple[Any, ...]:
+    """Criteria (items joined to their placements) of a live service with no account number."""
+    return (
+        col(Placement.offergrid_order_id).is_not(None),
+        col(OrderItem.offergrid_item_id).is_not(None),
+        col(OrderItem.status).in_([s.value for s in FULFILLED]),
+        col(OrderItem.account_number).is_(None),
+    )
+
+
 def list_live_items_without_account(
     *, session: Session, closing_id: uuid.UUID
 ) -> list[tuple[str, str]]:
@@ -137,13 +147,7 @@ def list_live_items_without_account(
     rows = session.exec(
         select(Placement.offergrid_order_id, OrderItem.offergrid_item_id)
         .join(Placement, col(Placement.id) == col(OrderItem.placement_id))
-        .where(
-            col(Placement.closing_id) == closing_id,
-            col(Placement.offergrid_order_id).is_not(None),
-            col(OrderItem.offergrid_item_id).is_not(None),
-            col(OrderItem.status).in_([s.value for s in FULFILLED]),
-            col(OrderItem.account_number).is_(None),
-        )
+        .where(col(Placement.closing_id) == closing_id, *_live_without_account())
     ).all()
     return [(str(order_id), str(item_id)) for order_id, item_id in rows]
 
@@ -157,13 +161,7 @@ def closings_lacking_accounts(
     rows = session.exec(
         select(Placement.closing_id)
         .join(OrderItem, col(Placement.id) == col(OrderItem.placement_id))
-        .where(
-            col(Placement.closing_id).in_(list(closing_ids)),
-            col(Placement.offergrid_order_id).is_not(None),
-            col(OrderItem.offergrid_item_id).is_not(None),
-            col(OrderItem.status).in_([s.value for s in FULFILLED]),
-            col(OrderItem.account_number).is_(None),
-        )
+        .where(col(Placement.closing_id).in_(list(closing_ids)), *_live_without_account())
         .distinct()
     ).all()
     return set(rows)

@@ -168,6 +168,11 @@ def _current_line_filter(line: Any) -> Any:
     )
 
 
+def _plan_order() -> tuple[Any, ...]:
+    """A closing's lines as a person reads its plan: by placement date, category, attempt."""
+    return col(PlanLineRow.placement_date), col(PlanLineRow.category), col(PlanLineRow.attempt)
+
+
 def list_plan_lines(
     *, session: Session, closing_id: uuid.UUID, current_only: bool = True
 ) -> list[PlanLineRow]:
@@ -176,10 +181,7 @@ def list_plan_lines(
     statement = select(PlanLineRow).where(col(PlanLineRow.closing_id) == closing_id)
     if current_only:
         statement = statement.where(_current_line_filter(PlanLineRow))
-    statement = statement.order_by(
-        col(PlanLineRow.placement_date), col(PlanLineRow.category), col(PlanLineRow.attempt)
-    )
-    return list(session.exec(statement).all())
+    return list(session.exec(statement.order_by(*_plan_order())).all())
 
 
 def list_current_lines(
@@ -194,12 +196,7 @@ def list_current_lines(
         .where(
             col(PlanLineRow.closing_id).in_(list(closing_ids)), _current_line_filter(PlanLineRow)
         )
-        .order_by(
-            col(PlanLineRow.closing_id),
-            col(PlanLineRow.placement_date),
-            col(PlanLineRow.category),
-            col(PlanLineRow.attempt),
-        )
+        .order_by(col(PlanLineRow.closing_id), *_plan_order())
     )
     return list(session.exec(statement).all())
 
