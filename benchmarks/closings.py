@@ -413,7 +413,10 @@ def print_where(
     idle_ms: float,
     n: int,
 ) -> None:
-    """Where every 10 ms per closing of both processes goes; what is below that, summed apart."""
+    """Where every 10 ms per closing of both processes goes; the steps below that, named each
+    with its figure."""
+    from benchmarks.where import named_rest
+
     sampled = sum(where.spent.values())
     print(
         f"  where the coordinator's CPU goes, per closing (sampled: {sampled / n * 1000:.0f} of "
@@ -430,11 +433,11 @@ def print_where(
             if p == phase:
                 inner = steps.setdefault(function, {})
                 inner[library] = inner.get(library, 0.0) + seconds
-        small = 0.0
+        small: dict[str, float] = {}
         for function, libraries in sorted(steps.items(), key=lambda e: -sum(e[1].values())):
             spent = sum(libraries.values())
             if spent / n < 0.010:
-                small += spent
+                small[function] = spent
                 continue
             inside = ", ".join(
                 f"{library} {seconds / n * 1000:.0f}"
@@ -442,7 +445,11 @@ def print_where(
                 if seconds / n >= 0.002
             )
             print(f"      {spent / n * 1000:5.0f} ms  {function} ({inside})")
-        print(f"      {small / n * 1000:5.0f} ms  the other steps, each under 10 ms")
+        print(
+            f"      {sum(small.values()) / n * 1000:5.0f} ms  the other {len(small)} steps, each "
+            "under 10 ms:"
+        )
+        print("\n".join(named_rest(small, n, " " * 17)))
     counts = {
         "flow run": sum(objects["flow runs"].values()),
         "task run": sum(objects["task runs"].values()),
@@ -480,7 +487,7 @@ def print_server_activity(spied: dict[str, int], server_used: float, n: int) -> 
     if not samples:
         print("  (no py-spy: the server's CPU is not broken down by what it was doing)")
         return
-    from benchmarks.where import SPY_RATE
+    from benchmarks.where import SPY_RATE, named_rest
 
     busy = samples / SPY_RATE
     print(
@@ -490,14 +497,15 @@ def print_server_activity(spied: dict[str, int], server_used: float, n: int) -> 
         f"{server_used / n * 1000:.0f} ms; coroutines of one request can run apart from its "
         "endpoint's frame, so 'outside an endpoint' and 'other' hold request work too:"
     )
-    small = 0.0
+    small: dict[str, float] = {}
     for activity, count in sorted(spied.items(), key=lambda entry: -entry[1]):
         share = count / samples * server_used / n
         if share >= 0.010:
             print(f"    {share * 1000:5.0f} ms  {activity}")
         else:
-            small += share
-    print(f"    {small * 1000:5.0f} ms  the rest, each under 10 ms")
+            small[activity] = share * n
+    print(f"    {sum(small.values()) / n * 1000:5.0f} ms  the rest, each under 10 ms:")
+    print("\n".join(named_rest(small, n, " " * 15)))
 
 
 def wait_until_quiet(pid: int, most: float = 180.0) -> None:

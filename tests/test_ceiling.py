@@ -1,4 +1,5 @@
-"""The benchmarks' ceiling share: read from arrival times, never flattering our pace."""
+"""The benchmarks' figures: the ceiling share read from arrival times, never flattering our pace,
+and where the CPU goes, every step named."""
 
 from __future__ import annotations
 
@@ -33,3 +34,16 @@ def test_steps_that_fit_in_one_window_and_calls_outside_steps_are_not_read() -> 
     two_days = _batches(2, 20, 10.0, start=1000.0) + _batches(2, 20, 10.0, start=5000.0)
     figure = slot_reuse(two_days, [(900.0, 1100.0), (4900.0, 5100.0)], 20, 10.0)
     assert figure.reuses == 40 and figure.share == pytest.approx(1.0)
+
+
+def test_the_benchmark_names_every_step_under_ten_ms_with_its_figure() -> None:
+    """The rest of a "where" report names each step (largest first) and sums the tiny ones."""
+    from benchmarks.where import named_rest
+
+    # Seconds over 10 closings: 9 ms, 3 ms and 0.2 ms a closing.
+    lines = named_rest(
+        {"tasks/a.small": 0.03, "tasks/b.large": 0.09, "tasks/c.tiny": 0.002}, 10, "  "
+    )
+    text = " ".join(line.strip() for line in lines)
+    assert text == "tasks/b.large 9, tasks/a.small 3, 1 more under 1 ms: 0.2 ms in all"
+    assert all(line.startswith("  ") and len(line) <= 100 for line in lines)
