@@ -47,6 +47,7 @@ import json
 import math
 import os
 import pstats
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -194,7 +195,8 @@ def window_figures(
     - "early": lines live before possession or more than one day before their requested start,
       out of the lines that went live;
     - "insured": closings whose insurance was active by the end of closing day, out of closings;
-    - "late": the late essential lines counted by kind (re-picked, never live, live n days late).
+    - "late": the late essential lines counted by kind (re-picked, never live, live n days late);
+    - "uninsured": the closings not insured on closing day, counted by the same kinds.
     Each category counts once per closing: its latest attempt decides.
     """
     from zoneinfo import ZoneInfo
@@ -206,6 +208,7 @@ def window_figures(
 
     on_time = essential = early = live_lines = insured = 0
     late: Counter[str] = Counter()
+    uninsured: Counter[str] = Counter()
     with db_session() as session:
         closings = session.exec(select(Closing)).all()
         rows = session.exec(
@@ -234,18 +237,23 @@ def window_figures(
             if live_day is not None:
                 live_lines += 1
                 early += live_day < possession or (line.service_date - live_day).days > 1
-            if line.category == "insurance" and active is not None:
-                insured += active.astimezone(zone).date() <= closing.closing_date
+            if line.category == "insurance":
+                active_day = active.astimezone(zone).date() if active is not None else None
+                if active_day is not None and active_day <= closing.closing_date:
+                    insured += 1
+                else:
+                    uninsured[_why_late(line.attempt, active_day, closing.closing_date)] += 1
     return {
         "on_time": (on_time, essential),
         "early": (early, live_lines),
         "insured": (insured, len(closings)),
         "late": late,
+        "uninsured": uninsured,
     }
 
 
 def _why_late(attempt: int, live_day: date | None, needed_by: date) -> str:
-    """Which kind of late an essential line is, as the figures name it."""
+    """Which kind of late a line is against the day it was needed by, as the figures name it."""
     if attempt > 1:
         return "re-picked after a rejection or failed install" + (
             ", not live by the end" if live_day is None else ", live late"
@@ -521,8 +529,26 @@ def wait_until_quiet(pid: int, most: float = 180.0) -> None:
 
 
 def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]:
-    """One preclose run at one sync cadence, in this (fresh) process; prints and returns figures."""
+    """One preclose run at one sync cadence, in this (fresh) process; prints and returns figures.
+
+    Its scratch folder (our database, Prefect's, the server's log) goes when the run succeeds,
+    unless --keep or --profile asks for it; a failed run keeps it and says where.
+    """
     work = Path(tempfile.mkdtemp(prefix="preclose-bench-"))
+    try:
+        figures = measure_cadence(args, sync_minutes, work)
+    except BaseException:
+        print(f"  the run failed; its data and Prefect's server log are in {work}", file=sys.stderr)
+        raise
+    if args.keep or args.profile:
+        print(f"  its data and Prefect's server log are kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def measure_cadence(args: argparse.Namespace, sync_minutes: float, work: Path) -> dict[str, Any]:
+    """The run `run_cadence` describes, in the scratch folder `work`."""
     prefect_port = args.port + 2
     os.environ.update(
         PRECLOSE_DATA_DIR=str(work),
@@ -688,9 +714,10 @@ def run_cadence(args: argparse.Namespace, sync_minutes: float) -> dict[str, Any]
         count, out_of = figures[key]
         share = f" ({count / out_of:.1%})" if out_of else ""
         print(f"  {text}: {count}/{out_of}{share}, {goal}")
-        if key == "on_time":
-            for why, late in sorted(figures["late"].items(), key=lambda kv: -kv[1]):
-                print(f"    late: {late} {why}")
+        reasons = {"on_time": "late", "insured": "uninsured"}.get(key)
+        if reasons is not None:
+            for why, late in sorted(figures[reasons].items(), key=lambda kv: -kv[1]):
+                print(f"    {reasons}: {late} {why}")
     return {"total": total, "floor": floor, "label": label}
 
 
@@ -803,6 +830,7 @@ def main() -> None:
         help="sync cadences to run, each in its own process (15: as shipped; 1440: daily)",
     )
     parser.add_argument("--profile", action="store_true", help="coordinator CPU by package")
+    parser.add_argument("--keep", action="store_true", help="keep each run's scratch folder")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--only-baseline", action="store_true", help="the baselines alone")
     parser.add_argument("--port", type=int, default=18_765, help="uses this port and the next 2")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -93,8 +94,8 @@ def _moved_by_webhooks(since: datetime) -> set[str]:
     return found
 
 
-def run(args: argparse.Namespace) -> None:
-    """Run the soak and print its figures."""
+def run(args: argparse.Namespace) -> bool:
+    """Run the soak and print its figures; True when every run ended and the records agree."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.coordinate import coordinate_closing
@@ -160,7 +161,9 @@ def run(args: argparse.Namespace) -> None:
                     print(f"  day {index + 1}: {time.perf_counter() - wall0:.0f} s", flush=True)
         stats = httpx.get(f"{url}/sandbox/requests").json()["byEndpoint"]
         offergrid_orders = httpx.get(f"{url}/sandbox/orders").json()
-    report(states, failures, offergrid_orders, stats, len(closings), time.perf_counter() - wall0)
+    return report(
+        states, failures, offergrid_orders, stats, len(closings), time.perf_counter() - wall0
+    )
 
 
 def report(
@@ -170,8 +173,8 @@ def report(
     stats: dict[str, dict[str, int]],
     count: int,
     wall: float,
-) -> None:
-    """Print the figures."""
+) -> bool:
+    """Print the figures; True when every run ended and Offergrid's records match ours."""
     from sqlmodel import col, func, select
 
     from models.tables import Closing, ClosingStatus, OrderItem, WebhookEvent
@@ -247,6 +250,7 @@ def report(
         f"5xx answered {errors}, 429s {too_many}"
     )
     print(f"elapsed: {wall:.0f} s")
+    return not (failures or disagree or missing or orphans or duplicates)
 
 
 def main() -> None:
@@ -269,7 +273,15 @@ def main() -> None:
         # A shared 2-core machine: give Prefect's local API time to start.
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
     )
-    run(args)
+    try:
+        held = run(args)
+    except BaseException:
+        print(f"the run failed; its data and Prefect's database are in {work}", file=sys.stderr)
+        raise
+    if not held:
+        # What went wrong is in those tables: keep them for a person to read.
+        sys.exit(f"a run failed or our records differ from Offergrid's; the data is in {work}")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
